@@ -1,0 +1,29 @@
+# Two commands do all set-up: `make run` and `make test` (see README.md).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock | sha1sum | cut -c1-12)
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install run test ui clean-cache
+
+install: $(STAMP)
+
+# torch first, pinned: pip takes the local CPU wheel where one exists instead of a multi-GB CUDA build.
+$(STAMP): requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.lock
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install
+	$(PY) -m pipeline +experiment=hn_k8
+
+test: install
+	$(PY) -m pytest -q
+
+ui: install
+	$(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db --host 127.0.0.1 --port 5000
+
+clean-cache:
+	rm -rf outputs/cache

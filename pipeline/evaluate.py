@@ -1,0 +1,58 @@
+"""Evaluate stage: retrieval metrics on held-out queries.
+
+Queries are a split's anchors; the corpus is that split's positives plus
+distractors (train positives), so a model must find the one right API among
+many plausible ones.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+VERSION = "1"
+# Metric names logged to MLflow (which refuses '@'), and the evaluator's key suffix for each.
+METRICS = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_1": "recall@1",
+           "recall_at_10": "recall@10", "recall_at_100": "recall@100", "map_at_100": "map@100"}
+
+
+def distractors(train_ds, n: int, seed: int) -> list[str]:
+    """Up to n train positives, a seeded sample so every model sees the same corpus."""
+    positives = sorted(set(train_ds["positive"]))
+    random.Random(seed).shuffle(positives)
+    return positives[:n]
+
+
+def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int):
+    """InformationRetrievalEvaluator: each anchor's own positive is its one relevant document."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    corpus = {}
+    for text in list(ds["positive"]) + extra_corpus:
+        corpus.setdefault(text, f"d{len(corpus)}")
+    queries = {f"q{i}": anchor for i, anchor in enumerate(ds["anchor"])}
+    relevant = {f"q{i}": {corpus[pos]} for i, pos in enumerate(ds["positive"])}
+    return InformationRetrievalEvaluator(
+        queries=queries,
+        corpus={cid: text for text, cid in corpus.items()},
+        relevant_docs=relevant,
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 10],
+        precision_recall_at_k=[1, 10, 100], map_at_k=[100],
+        batch_size=batch_size, name=name, write_csv=False,
+    )
+
+
+def pick_metrics(raw: dict, name: str) -> dict[str, float]:
+    """Our metric names from the evaluator's `{name}_cosine_*` keys."""
+    return {ours: float(raw[f"{name}_cosine_{theirs}"]) for ours, theirs in METRICS.items()}
+
+
+def run(model, test_ds, extra_corpus: list[str], batch_size: int, out_dir: Path) -> dict[str, float]:
+    """Score `model` on the test split; write and return metrics.json."""
+    evaluator = ir_evaluator(test_ds, extra_corpus, "test", batch_size)
+    metrics = pick_metrics(evaluator(model), "test")
+    metrics["corpus_size"] = len(evaluator.corpus)
+    metrics["queries"] = len(evaluator.queries)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics

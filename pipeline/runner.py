@@ -1,0 +1,156 @@
+"""Wire the stages: split -> mine -> train -> evaluate; time each; log to MLflow.
+
+Stages only read config and inputs and write outputs; this module owns the
+stage cache, the clock and the MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import evaluate, mine, models, split, tracking, train
+from pipeline.cache import Entry, StageCache, stage_key
+
+log = logging.getLogger(__name__)
+
+
+def _cfg(node: DictConfig) -> dict:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def _cache_metrics(entry: Entry, spent_s: float) -> tuple[dict, dict]:
+    """time/<stage>_s (what this run spent) and _build_s (what building it cost once)."""
+    metrics = {f"time/{entry.stage}_s": spent_s, f"time/{entry.stage}_build_s": entry.build_s}
+    tags = {f"cache/{entry.stage}_key": entry.key, f"cache/{entry.stage}_hit": str(entry.hit).lower()}
+    return metrics, tags
+
+
+def train_metrics(train_log: dict, batch_size: int, k: int) -> dict[str, float]:
+    """Throughput and dev-evaluation cost from the trainer's own log history."""
+    history = train_log["log_history"]
+    summary = next(entry for entry in reversed(history) if "train_runtime" in entry)
+    evals = [entry for entry in history if "eval_runtime" in entry]
+    eval_s = sum(entry["eval_runtime"] for entry in evals)
+    steps = train_log["global_step"]
+    pure_s = max(summary["train_runtime"] - eval_s, 1e-9)
+    return {
+        "train/steps": steps,
+        "train/runtime_s": summary["train_runtime"],
+        "train/samples_per_s": summary["train_samples_per_second"],
+        "train/texts_per_s": steps * batch_size * (2 + k) / pure_s,
+        "train/s_per_step": pure_s / max(steps, 1),
+        "train/final_loss": summary["train_loss"],
+        "eval/count": len(evals),
+        "time/eval_in_train_s": eval_s,
+        "time/eval_fraction": eval_s / pure_s,
+    }
+
+
+def _log_history(mlflow, train_log: dict) -> None:
+    """Training loss and dev metrics, each at the step it was measured."""
+    for entry in train_log["log_history"]:
+        step = entry.get("step", 0)
+        if "loss" in entry:
+            mlflow.log_metric("train/loss", entry["loss"], step=step)
+        dev = {key.replace("eval_dev_cosine_", "dev/").replace("@", "_at_"): value
+               for key, value in entry.items() if key.startswith("eval_dev_cosine_")}
+        if dev:
+            mlflow.log_metrics(dev, step=step)
+
+
+def run(cfg: DictConfig, tags: dict[str, str]) -> dict:
+    """Run the pipeline once; return the run summary (also saved and logged)."""
+    import datasets
+    import mlflow
+
+    datasets.disable_progress_bars()
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(cfg.paths.cache_dir)
+    tags = tags | tracking.environment_tags() | {"preset": cfg.preset}
+    with tracking.mlflow_run(cfg.mlflow, tags) as active:
+        mlflow.log_params(tracking.flatten(cfg))
+        metrics: dict[str, float] = {}
+        cache_tags: dict[str, str] = {}
+        total_start = time.perf_counter()
+
+        def timed_entry(stage: str, key: str, build) -> Entry:
+            start = time.perf_counter()
+            entry = cache.get_or_build(stage, key, build)
+            m, t = _cache_metrics(entry, time.perf_counter() - start)
+            metrics.update(m)
+            cache_tags.update(t)
+            log.info("%s: %s (%s)", stage, "cache hit" if entry.hit else "built", entry.path)
+            return entry
+
+        split_key = stage_key("split", split.VERSION,
+                              {"data": _cfg(cfg.data), "split": _cfg(cfg.split), "seed": cfg.seed},
+                              fingerprint=split.data_fingerprint(cfg.data))
+        split_entry = timed_entry("split", split_key,
+                                  lambda out: split.run(cfg.data, cfg.split, cfg.seed, out))
+        splits = split.load(split_entry.path)
+        metrics.update(json.loads((split_entry.path / "stats.json").read_text()))
+
+        device = None if cfg.hardware.device == "auto" else cfg.hardware.device
+        model = models.load_model(cfg.model, device=device)
+        model_fp = models.model_fingerprint(cfg.model)
+
+        if cfg.k > 0:
+            mine_key = stage_key("mine", mine.VERSION, {"miner": _cfg(cfg.miner), "k": cfg.k,
+                                 "max_seq_length": cfg.model.max_seq_length},
+                                 [split_key], model_fp)
+            mine_entry = timed_entry("mine", mine_key,
+                                     lambda out: mine.run(cfg.miner, cfg.k, splits["train"], model, out))
+            train_ds = mine.load(mine_entry.path)
+            metrics.update(json.loads((mine_entry.path / "stats.json").read_text()))
+        else:
+            train_ds = splits["train"]
+            metrics["time/mine_s"] = 0.0
+
+        # The base model is scored before training changes it; cached per (data, split, model).
+        test_corpus = evaluate.distractors(splits["train"], cfg.eval.test_distractors, cfg.seed)
+        base_key = stage_key("base_eval", evaluate.VERSION,
+                             {"test_distractors": cfg.eval.test_distractors, "seed": cfg.seed,
+                              "max_seq_length": cfg.model.max_seq_length},
+                             [split_key], model_fp)
+        base_entry = timed_entry("base_eval", base_key, lambda out: evaluate.run(
+            model, splits["test"], test_corpus, cfg.eval.batch_size, out))
+        base = json.loads((base_entry.path / "metrics.json").read_text())
+
+        start = time.perf_counter()
+        dev_evaluator = None
+        if cfg.eval.cadence != "none":
+            dev_corpus = evaluate.distractors(splits["train"], cfg.eval.dev_distractors, cfg.seed)
+            dev_evaluator = evaluate.ir_evaluator(splits["dev"], dev_corpus, "dev", cfg.eval.batch_size)
+        train_log = train.run(cfg, model, train_ds, dev_evaluator, run_dir)
+        metrics["time/train_s"] = time.perf_counter() - start
+        metrics.update(train_metrics(train_log, cfg.train.batch_size, cfg.k))
+        _log_history(mlflow, train_log)
+
+        start = time.perf_counter()
+        test_dir = run_dir / "test"
+        test_dir.mkdir(exist_ok=True)
+        tuned = evaluate.run(model, splits["test"], test_corpus, cfg.eval.batch_size, test_dir)
+        metrics["time/eval_s"] = time.perf_counter() - start + metrics["time/base_eval_s"]
+        for name in evaluate.METRICS:
+            metrics[f"test/{name}"] = tuned[name]
+            metrics[f"base/{name}"] = base[name]
+            metrics[f"gain/{name}"] = tuned[name] - base[name]
+        metrics["test/corpus_size"] = tuned["corpus_size"]
+        metrics["test/queries"] = tuned["queries"]
+        metrics["time/total_s"] = time.perf_counter() - total_start
+
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags(cache_tags | {"model_dir": str(run_dir / "model")})
+        summary = {"run_id": active.info.run_id, "experiment_id": active.info.experiment_id,
+                   "model_dir": str(run_dir / "model"), "metrics": metrics, "tags": cache_tags}
+        (run_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
+        mlflow.log_artifact(str(run_dir / "run_summary.json"))
+        if (run_dir / ".hydra").is_dir():
+            mlflow.log_artifacts(str(run_dir / ".hydra"), "hydra")
+    return summary

@@ -1,0 +1,87 @@
+"""Every config group option composes and validates; bad values fail with a clear message."""
+
+import subprocess
+import sys
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import ROOT
+from pipeline.errors import PipelineError
+from pipeline.schema import validate
+
+CONF = ROOT / "conf"
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "paths"))
+
+
+def _compose(overrides):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_group_option_composes_and_validates(group, option):
+    prefix = "+" if group == "experiment" else ""
+    overrides = [f"{prefix}{group}={option}"]
+    if (group, option) == ("data", "files"):
+        overrides.append("data.path=/some/pairs.jsonl")
+    if group == "loss" and option in ("hn_only", "triplet"):
+        overrides.append("k=1")
+    cfg = _compose(overrides)
+    validate(cfg)
+
+
+def test_groups_cover_every_concern():
+    assert {"data", "split", "miner", "loss", "model", "train", "eval", "hardware", "mlflow",
+            "experiment"} <= set(GROUPS)
+
+
+def test_presets_set_what_their_names_promise():
+    assert _compose(["+experiment=hn_k8"]).k == 8
+    assert _compose(["+experiment=pairs_baseline"]).k == 0
+    assert _compose(["+experiment=hn_k8"]).model.kind == "package"
+
+
+@pytest.mark.parametrize("override,words", [
+    ("k=-1", ["k=-1", "0 to 64"]),
+    ("k=65", ["k=65", "0 to 64"]),
+    ("k=8.5", ["k=8.5", "integer"]),
+    ("k=eight", ["k='eight'", "integer"]),
+    ("split.train=0.8", ["sum to 0.9", "not 1"]),
+    ("split.test=0", ["split.test", "above 0"]),
+    ("miner.range_max=4", ["miner.range_max=4", "range_min + k = 8"]),
+    ("train.batch_size=1", ["train.batch_size=1", "at least 2"]),
+    ("eval.cadence=often", ["eval.cadence='often'", "fraction"]),
+    ("train.learning_rate=fast", ["train.learning_rate", "fast"]),
+    ("+train.lr=0.1", ["train", "lr"]),
+])
+def test_bad_values_name_the_key_the_value_and_what_is_allowed(override, words):
+    cfg = _compose(["model=static", override])
+    with pytest.raises(PipelineError) as info:
+        validate(cfg)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_cli_prints_the_composed_config():
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--cfg", "job", "+experiment=hn_k8"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "k: 8" in result.stdout and "preset: hn_k8" in result.stdout
+
+
+def test_cli_bad_value_exits_nonzero_without_traceback(cli):
+    result = cli("k=eight")
+    assert result.returncode == 2
+    assert "k='eight' is not allowed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (cli.root / "mlflow.db").exists()  # refused before any store or run exists
+
+
+def test_unknown_group_option_gets_hydras_message(cli):
+    result = cli("loss=nope")
+    assert result.returncode != 0
+    assert "Could not find 'loss/nope'" in result.stderr

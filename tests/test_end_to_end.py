@@ -1,0 +1,71 @@
+"""Real CLI runs: split -> mine -> train -> evaluate, recorded in a real MLflow store."""
+
+from pathlib import Path
+
+from conftest import write_jsonl
+
+STAGE_TIMES = ["time/split_s", "time/mine_s", "time/train_s", "time/eval_s", "time/total_s"]
+TEST_METRICS = ["ndcg_at_10", "mrr_at_10", "recall_at_1", "recall_at_10", "recall_at_100", "map_at_100"]
+
+
+def test_run_with_hard_negatives_is_recorded_in_mlflow(cli):
+    result = cli("k=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = cli.runs()
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    for name in STAGE_TIMES:
+        assert metrics[name] > 0, name
+    for name in TEST_METRICS:
+        assert 0 <= metrics[f"test/{name}"] <= 1
+        assert f"base/{name}" in metrics and f"gain/{name}" in metrics
+    assert metrics["gain/ndcg_at_10"] == metrics["test/ndcg_at_10"] - metrics["base/ndcg_at_10"]
+    assert metrics["train/steps"] == 6
+    assert metrics["split/leaked_positives"] == 0
+    assert metrics["split/train_rows"] + metrics["split/dev_rows"] + metrics["split/test_rows"] <= 800
+    assert run.data.params["k"] == "2" and run.data.params["model.kind"] == "static"
+    assert run.data.tags["cache/mine_hit"] in ("true", "false")
+    assert "k=2" in run.data.tags["hydra/overrides"]
+    model_dir = Path(run.data.tags["model_dir"])
+    assert (model_dir / "modules.json").is_file()
+    artifacts = {a.path for a in cli_artifacts(cli, run)}
+    assert {"run_summary.json", "hydra"} <= artifacts
+
+
+def cli_artifacts(cli, run):
+    import mlflow
+
+    return mlflow.MlflowClient(cli.tracking_uri).list_artifacts(run.info.run_id)
+
+
+def test_k0_trains_on_plain_pairs_without_mining(cli):
+    result = cli("k=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = cli.runs()
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["time/mine_s"] == 0
+    assert "cache/mine_key" not in run.data.tags
+
+
+def test_a_failing_run_is_recorded_failed_with_its_error(cli, tmp_path):
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"question": f"q{i}", "answer": f"a{i}"} for i in range(50)])
+    result = cli("data=files", f"data.path={data}")
+    assert result.returncode != 0
+    assert "data.anchor_column='anchor': no such column" in result.stderr
+    assert "['question', 'answer']" in result.stderr
+    (run,) = cli.runs()
+    assert run.info.status == "FAILED"
+    assert "no such column" in run.data.tags["error"]
+
+
+def test_files_source_with_column_mapping(cli, tmp_path):
+    from pipeline.docstrings import harvest
+
+    rows = [{"question": r["anchor"], "answer": r["positive"]} for r in harvest([], 4, 40, 400)[:400]]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    result = cli("data=files", f"data.path={data}", "data.anchor_column=question",
+                 "data.positive_column=answer", "k=1", "split.dev=0.05", "split.train=0.85",
+                 "split.test=0.1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = cli.runs()
+    assert run.data.metrics["split/test_rows"] == 40

@@ -1,0 +1,61 @@
+"""The split is deterministic, its parts disjoint by positive, and its ratios honoured."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline.docstrings import harvest
+from pipeline.errors import PipelineError
+from pipeline.split import split_rows
+
+
+@pytest.fixture(scope="module")
+def rows():
+    pairs = harvest([], 4, 40, 400)
+    return [p | {"_extra": p} for p in pairs]
+
+
+def _cfg(**over):
+    base = {"train": 0.9, "dev": 0.01, "test": 0.09, "max_dev": None, "max_test": None,
+            "group_column": None}
+    return OmegaConf.create(base | over)
+
+
+def test_default_data_is_real_and_large_enough():
+    pairs = harvest(["numpy", "scipy"], 4, 40, 1000)
+    assert len(pairs) >= 3000
+    assert pairs == harvest(["numpy", "scipy"], 4, 40, 1000)  # deterministic
+    anchors = [p["anchor"] for p in pairs]
+    assert len(set(anchors)) == len(anchors)
+    assert any(p["positive"].startswith("json.dumps\n") for p in pairs)
+
+
+def test_split_is_deterministic_and_disjoint(rows):
+    first = split_rows(rows, _cfg(), seed=7)
+    again = split_rows(rows, _cfg(), seed=7)
+    other = split_rows(rows, _cfg(), seed=8)
+    assert first == again
+    assert first["test"] != other["test"]
+    positives = {name: {r["positive"] for r in part} for name, part in first.items()}
+    assert not positives["train"] & positives["test"]
+    assert not positives["train"] & positives["dev"]
+    assert not positives["dev"] & positives["test"]
+    n = sum(len(p) for p in first.values())
+    assert len(first["test"]) == round(0.09 * n) and len(first["dev"]) == round(0.01 * n)
+
+
+def test_exact_duplicates_are_dropped_and_shared_positives_stay_together(rows):
+    extra = [dict(rows[0]), rows[1] | {"anchor": "another way to ask for it"}]
+    parts = split_rows(rows + extra, _cfg(), seed=1)
+    assert sum(len(p) for p in parts.values()) == len(rows) + 1
+    where = {name for name, part in parts.items() for r in part if r["positive"] == rows[1]["positive"]}
+    assert len(where) == 1
+
+
+def test_caps_apply_after_the_ratios(rows):
+    parts = split_rows(rows, _cfg(train=0.7, dev=0.0, test=0.3, max_test=25), seed=1)
+    assert len(parts["test"]) == 25 and not parts["dev"]
+
+
+def test_empty_data_is_a_clear_error():
+    with pytest.raises(PipelineError, match="empty after removing"):
+        split_rows([], _cfg(), seed=1)
