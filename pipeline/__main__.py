@@ -30,6 +30,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
         from pipeline import runner, tracking
+        from pipeline.preflight import preflight
+
+        preflight(cfg)
 
         tags = _hydra_tags() | {"git_commit": tracking.git_commit(cfg.paths.root_dir)}
         summary = runner.run(cfg, tags)

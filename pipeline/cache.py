@@ -73,7 +73,11 @@ class StageCache:
                     shutil.rmtree(stale)
             tmp.mkdir()
             start = time.perf_counter()
-            build(tmp)
+            try:
+                build(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             build_s = time.perf_counter() - start
             (tmp / _MARKER).write_text(json.dumps({"build_s": build_s, "built_at": time.time()}))
             os.rename(tmp, final)
