@@ -32,6 +32,11 @@ def _hydra_tags() -> dict[str, str]:
 def main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
+        if cfg.plan:
+            from pipeline import plan
+
+            print(plan.run(cfg), flush=True)
+            return None
         from pipeline import runner, tracking
 
         tags = _hydra_tags() | {"git_commit": tracking.git_commit(cfg.paths.root_dir)}

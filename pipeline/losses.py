@@ -18,6 +18,12 @@ K_REASON = {
 }
 # Losses whose negatives include the other rows of the batch: they need batch_size >= 2.
 IN_BATCH = {"mnrl", "cached_mnrl", "gist"}
+# Losses that refuse a StaticEmbedding model (model=static), and why.
+NEEDS_TRANSFORMER = {
+    "gist": "GISTEmbedLoss needs a transformers tokenizer, which StaticEmbedding lacks",
+    "cached_mnrl": "GradCache splits each column into mini-batches, and StaticEmbedding's flat "
+                   "token stream has no batch dimension to split",
+}
 
 
 def score_shape(name: str, batch_size: int, k: int) -> tuple[int, int]:

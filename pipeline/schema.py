@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.errors import PipelineError
-from pipeline.losses import IN_BATCH, K_REASON, MAX_K as LOSS_MAX_K, MIN_K
+from pipeline.losses import IN_BATCH, K_REASON, MAX_K as LOSS_MAX_K, MIN_K, NEEDS_TRANSFORMER
 
 MAX_K = 64
 
@@ -224,9 +224,9 @@ def _check_loss(cfg: DictConfig) -> None:
         raise _fail("loss.mini_batch_size", loss.mini_batch_size,
                     f"1 to train.batch_size={batch}: it is how many rows of the batch are embedded at "
                     "once, so it bounds memory and cannot exceed the batch")
-    if loss.name == "gist" and cfg.model.kind == "static":
-        raise _fail("model.kind", "static", "a transformer model for loss=gist: GISTEmbedLoss needs a "
-                    "transformers tokenizer, which StaticEmbedding lacks", "Use model=minilm or model=hub.")
+    if loss.name in NEEDS_TRANSFORMER and cfg.model.kind == "static":
+        raise _fail("model.kind", "static", f"a transformer model for loss={loss.name}: "
+                    f"{NEEDS_TRANSFORMER[loss.name]}", "Use model=minilm or model=hub.")
 
 
 def validate(cfg: DictConfig) -> None:

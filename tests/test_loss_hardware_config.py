@@ -19,10 +19,11 @@ CPU_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     (["loss=hn_only", "k=0"], ["k=0", "at least 1 for loss=hn_only", "own hard negatives"]),
     (["loss=triplet", "k=0"], ["k=0", "at least 1 for loss=triplet", "needs a hard negative"]),
     (["loss=gist", "model=minilm", "k=2"], ["k=2", "0 to 1 for loss=gist", "triplets only"]),
-    (["loss=cached_mnrl", "loss.mini_batch_size=0"], ["loss.mini_batch_size=0", "1 to train.batch_size=32"]),
-    (["loss=cached_mnrl", "loss.mini_batch_size=33"], ["loss.mini_batch_size=33", "cannot exceed the batch"]),
+    (["loss=cached_mnrl"], ["model.kind='static'", "no batch dimension"]),
+    (["loss=cached_mnrl", "model=minilm", "loss.mini_batch_size=0"], ["loss.mini_batch_size=0", "1 to train.batch_size=32"]),
+    (["loss=cached_mnrl", "model=minilm", "loss.mini_batch_size=33"], ["loss.mini_batch_size=33", "cannot exceed the batch"]),
     (["loss=mnrl", "train.batch_size=1"], ["train.batch_size=1", "at least 2 for loss=mnrl", "in-batch"]),
-    (["loss=cached_mnrl", "train.batch_size=1", "loss.mini_batch_size=1"], ["at least 2 for loss=cached_mnrl"]),
+    (["loss=cached_mnrl", "model=minilm", "train.batch_size=1", "loss.mini_batch_size=1"], ["at least 2 for loss=cached_mnrl"]),
     (["loss=gist", "k=1"], ["model.kind='static'", "transformers tokenizer"]),
     (["loss=triplet", "loss.distance=cosnie"], ["loss.distance='cosnie'", "euclidean, cosine"]),
     (["loss=mnrl", "+loss.mini_batch_size=4"], ["loss", "mini_batch_size"]),
@@ -40,7 +41,7 @@ def test_refused_combinations_say_why(overrides, words):
 @pytest.mark.parametrize("overrides", [
     ["loss=hn_only", "k=1", "train.batch_size=1"],  # no in-batch negatives: one row is enough
     ["loss=triplet", "k=3"],
-    ["loss=cached_mnrl", "loss.mini_batch_size=32"],
+    ["loss=cached_mnrl", "model=minilm", "loss.mini_batch_size=32"],
     ["loss=gist", "model=minilm", "k=0"],
 ])
 def test_accepted_combinations(overrides):
