@@ -40,6 +40,7 @@ def stand_in_negatives(train_ds, k: int, seed: int):
 
 def calibrate(cfg: DictConfig, model, train_ds, steps: int = CALIBRATION_STEPS) -> list[float]:
     """Seconds of each of `steps` real training steps (after one warm-up step) of `model`."""
+    import torch
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from transformers import TrainerCallback
 
@@ -54,6 +55,8 @@ def calibrate(cfg: DictConfig, model, train_ds, steps: int = CALIBRATION_STEPS) 
             self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():  # GPU work is asynchronous: wait for the step to finish
+                torch.cuda.synchronize()
             self.seconds.append(time.perf_counter() - self.start)
 
     short = OmegaConf.merge(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2},
