@@ -29,7 +29,7 @@ def test_losses_for_static_models_train_end_to_end_with_their_cost_recorded(cli)
 
 
 TINY_MINILM = ["model=minilm", "model.max_seq_length=32", "k=1", "train.batch_size=4",
-               "train.max_steps=2", "eval.test_distractors=50"]
+               "train.max_steps=2", "eval.test_distractors=50", "data.max_rows=300"]
 
 
 def test_gist_and_cached_mnrl_train_on_a_transformer(cli):
