@@ -56,6 +56,10 @@ class StageCache:
             return None
         return Entry(stage, key, final, hit, build_s)
 
+    def lookup(self, stage: str, key: str) -> Entry | None:
+        """The complete entry for (stage, key) if there is one; reads only, builds nothing."""
+        return self._read(stage, key, self.root / stage / key, hit=True)
+
     def get_or_build(self, stage: str, key: str, build: Callable[[Path], None]) -> Entry:
         """The entry for (stage, key), built by `build(tmp_dir)` if absent or incomplete."""
         final = self.root / stage / key

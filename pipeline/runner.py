@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import evaluate, mine, models, split, tracking, train
+from pipeline import cost, evaluate, hardware, mine, models, split, tracking, train
 from pipeline.cache import Entry, StageCache, stage_key
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,23 @@ def _log_history(mlflow, train_log: dict) -> None:
             mlflow.log_metrics(dev, step=step)
 
 
+def stage_keys(cfg: DictConfig) -> dict[str, str]:
+    """Cache key of each cached stage this config runs (mine only when k > 0)."""
+    model_fp = models.model_fingerprint(cfg.model)
+    keys = {"split": stage_key("split", split.VERSION,
+                               {"data": _cfg(cfg.data), "split": _cfg(cfg.split), "seed": cfg.seed},
+                               fingerprint=split.data_fingerprint(cfg.data))}
+    if cfg.k > 0:
+        keys["mine"] = stage_key("mine", mine.VERSION, {"miner": _cfg(cfg.miner), "k": cfg.k,
+                                 "max_seq_length": cfg.model.max_seq_length},
+                                 [keys["split"]], model_fp)
+    keys["base_eval"] = stage_key("base_eval", evaluate.VERSION,
+                                  {"test_distractors": cfg.eval.test_distractors, "seed": cfg.seed,
+                                   "max_seq_length": cfg.model.max_seq_length},
+                                  [keys["split"]], model_fp)
+    return keys
+
+
 def run(cfg: DictConfig, tags: dict[str, str]) -> dict:
     """Run the pipeline once; return the run summary (also saved and logged)."""
     import datasets
@@ -88,23 +105,18 @@ def run(cfg: DictConfig, tags: dict[str, str]) -> dict:
             log.info("%s: %s (%s)", stage, "cache hit" if entry.hit else "built", entry.path)
             return entry
 
-        split_key = stage_key("split", split.VERSION,
-                              {"data": _cfg(cfg.data), "split": _cfg(cfg.split), "seed": cfg.seed},
-                              fingerprint=split.data_fingerprint(cfg.data))
-        split_entry = timed_entry("split", split_key,
+        keys = stage_keys(cfg)
+        split_entry = timed_entry("split", keys["split"],
                                   lambda out: split.run(cfg.data, cfg.split, cfg.seed, out))
         splits = split.load(split_entry.path)
         metrics.update(json.loads((split_entry.path / "stats.json").read_text()))
 
-        device = None if cfg.hardware.device == "auto" else cfg.hardware.device
-        model = models.load_model(cfg.model, device=device)
-        model_fp = models.model_fingerprint(cfg.model)
+        hw = hardware.resolve(cfg.hardware)
+        mlflow.set_tags(hw.tags())
+        model = models.load_model(cfg.model, device=hw.model_device)
 
         if cfg.k > 0:
-            mine_key = stage_key("mine", mine.VERSION, {"miner": _cfg(cfg.miner), "k": cfg.k,
-                                 "max_seq_length": cfg.model.max_seq_length},
-                                 [split_key], model_fp)
-            mine_entry = timed_entry("mine", mine_key,
+            mine_entry = timed_entry("mine", keys["mine"],
                                      lambda out: mine.run(cfg.miner, cfg.k, splits["train"], model, out))
             train_ds = mine.load(mine_entry.path)
             metrics.update(json.loads((mine_entry.path / "stats.json").read_text()))
@@ -114,21 +126,21 @@ def run(cfg: DictConfig, tags: dict[str, str]) -> dict:
 
         # The base model is scored before training changes it; cached per (data, split, model).
         test_corpus = evaluate.distractors(splits["train"], cfg.eval.test_distractors, cfg.seed)
-        base_key = stage_key("base_eval", evaluate.VERSION,
-                             {"test_distractors": cfg.eval.test_distractors, "seed": cfg.seed,
-                              "max_seq_length": cfg.model.max_seq_length},
-                             [split_key], model_fp)
-        base_entry = timed_entry("base_eval", base_key, lambda out: evaluate.run(
+        base_entry = timed_entry("base_eval", keys["base_eval"], lambda out: evaluate.run(
             model, splits["test"], test_corpus, cfg.eval.batch_size, out))
         base = json.loads((base_entry.path / "metrics.json").read_text())
+
+        metrics.update(cost.predict(cfg, model, train_ds))
 
         start = time.perf_counter()
         dev_evaluator = None
         if cfg.eval.cadence != "none":
             dev_corpus = evaluate.distractors(splits["train"], cfg.eval.dev_distractors, cfg.seed)
             dev_evaluator = evaluate.ir_evaluator(splits["dev"], dev_corpus, "dev", cfg.eval.batch_size)
+        cost.reset_peak_memory(hw.device)
         train_log = train.run(cfg, model, train_ds, dev_evaluator, run_dir)
         metrics["time/train_s"] = time.perf_counter() - start
+        metrics.update(cost.peak_memory(hw.device))
         metrics.update(train_metrics(train_log, cfg.train.batch_size, cfg.k))
         _log_history(mlflow, train_log)
 

