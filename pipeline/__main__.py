@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import PipelineError
+from pipeline.preflight import preflight
 from pipeline.schema import validate
 
 log = logging.getLogger("pipeline")
@@ -32,15 +33,13 @@ def _hydra_tags() -> dict[str, str]:
 def main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
+        preflight(cfg)
         if cfg.plan:
             from pipeline import plan
 
             print(plan.run(cfg), flush=True)
             return None
         from pipeline import runner, tracking
-        from pipeline.preflight import preflight
-
-        preflight(cfg)
 
         tags = _hydra_tags() | {"git_commit": tracking.git_commit(cfg.paths.root_dir)}
         summary = runner.run(cfg, tags)
