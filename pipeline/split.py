@@ -119,7 +119,8 @@ def split_rows(rows: list[dict], cfg: DictConfig, seed: int) -> dict[str, list[d
         part = next((p for p in ("test", "dev") if len(parts[p]) < targets[p]), "train")
         parts[part].extend(rows_of_group)
     for part in SPLITS:
-        if not parts[part] and (part == "train" or cfg[part] > 0):
+        wanted = part == "train" or (cfg[part] > 0 and cfg.get(f"max_{part}") != 0)
+        if not parts[part] and wanted:
             raise PipelineError(
                 f"The {part} split is empty ({n} unique pairs, ratios train={cfg.train} "
                 f"dev={cfg.dev} test={cfg.test}): use more data or larger ratios."
