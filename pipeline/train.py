@@ -12,7 +12,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline.errors import PipelineError
 from pipeline.losses import build_loss
 
 log = logging.getLogger(__name__)
@@ -62,9 +61,6 @@ def run(cfg: DictConfig, model, train_ds, dev_evaluator, out_dir: Path, eval_dat
 
     from pipeline.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
 
-    if len(train_ds) == 0:
-        raise PipelineError(f"The training set is empty (k={cfg.k}: mining found no row with {cfg.k} "
-                            "negatives, or the split left no train rows): use more data or a lower k.")
     evaluates = (dev_evaluator is not None or eval_dataset is not None) and cfg.eval.cadence != "none"
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
     callback = schedule(cfg.eval.every) if evaluates and schedule else None
