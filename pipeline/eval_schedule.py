@@ -1,8 +1,9 @@
 """When dev evaluation runs during training, and what each evaluation costs, measured.
 
-The trainer's own `eval_steps` ratio rounds up, so "every 0.5 of training"
-gives one evaluation or two depending on the parity of the step count; the
-schedule here gives exactly floor(1 / every) evaluations. The clock times
+The trainer's own `eval_steps` ratio rounds the interval up and adds an
+evaluation at the last step, so the count drifts with the step count (every
+0.2 of 6 steps evaluates 3 times, every 0.3 of 10 steps 4 times); the schedule
+here gives exactly floor(1 / every) evaluations. The clock times
 every `trainer.evaluate()` call end to end, so the eval fraction is measured
 wall time, not an estimate.
 """
