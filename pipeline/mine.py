@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline.errors import PipelineError
+
 VERSION = "1"
 
 
@@ -35,6 +37,11 @@ def run(miner_cfg: DictConfig, k: int, train_ds, model, out_dir: Path) -> None:
         use_faiss=miner_cfg.use_faiss,
         verbose=False,
     )
+    if len(mined) == 0:
+        raise PipelineError(
+            f"The training set is empty after mining: none of the {len(train_ds)} train queries has "
+            f"k={k} hard negatives in range {miner_cfg.range_min}..{miner_cfg.range_max}. "
+            "Lower k or use more data.")
     mined.save_to_disk(str(out_dir / "train"))
     stats = {"mine/rows_in": len(train_ds), "mine/rows_out": len(mined),
              "mine/rows_short": len(train_ds) - len(mined)}

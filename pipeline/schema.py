@@ -128,6 +128,10 @@ class Eval:
     dev_distractors: int = 0
     test_distractors: int = 1000
     batch_size: int = 64
+    kind: str = "ir"
+    dev_max_corpus: Optional[int] = None
+    query_prompt: Optional[str] = None
+    corpus_prompt: Optional[str] = None
 
 
 @dataclass
@@ -156,6 +160,7 @@ CHOICES = {
     "model.kind": ("package", "static", "hub"),
     "train.batch_sampler": ("no_duplicates", "batch_sampler"),
     "eval.cadence": ("none", "final", "epoch", "steps", "fraction"),
+    "eval.kind": ("ir", "loss"),
     "hardware.device": ("cpu", "cuda", "tpu", "auto"),
     "hardware.precision": ("fp32", "fp16", "bf16", "auto"),
 }
@@ -186,6 +191,10 @@ def _check_k(k: Any) -> None:
 
 
 def _check_ratios(split: DictConfig) -> None:
+    missing = [part for part in ("train", "dev", "test") if OmegaConf.is_missing(split, part)]
+    if missing:
+        raise PipelineError(f"split ratios {', '.join(missing)} are not set: give all three, e.g. "
+                            "split=custom split.train=0.6 split.dev=0.2 split.test=0.2.")
     for part in ("train", "dev", "test"):
         if not 0 <= split[part] <= 1:
             raise _fail(f"split.{part}", split[part], "a ratio between 0 and 1")
@@ -198,9 +207,24 @@ def _check_ratios(split: DictConfig) -> None:
         raise PipelineError(
             f"split ratios train={split.train}, dev={split.dev}, test={split.test} sum to "
             f"{total:g}, not 1: adjust them, e.g. split.train={1 - split.dev - split.test:g}.")
-    for cap in ("max_dev", "max_test"):
-        if split[cap] is not None and split[cap] < 1:
-            raise _fail(f"split.{cap}", split[cap], "null (no cap) or at least 1 row")
+    if split.max_test is not None and split.max_test < 1:
+        raise _fail("split.max_test", split.max_test,
+                    "null (no cap) or at least 1 row: the test stage needs data")
+    if split.max_dev is not None and split.max_dev < 0:
+        raise _fail("split.max_dev", split.max_dev, "null (no cap) or 0 or more rows")
+
+
+def _check_dev_data(cfg: DictConfig) -> None:
+    """Dev evaluation during training needs dev rows; catch that here, not inside the trainer."""
+    if cfg.eval.cadence == "none":
+        return
+    for key, value in (("split.dev", cfg.split.dev), ("split.max_dev", cfg.split.max_dev)):
+        if value == 0:
+            raise _fail(key, value, f"above 0 while eval.cadence={cfg.eval.cadence} evaluates on dev",
+                        "Raise it, or set eval=none.")
+    if cfg.eval.dev_max_corpus is not None and cfg.eval.dev_max_corpus < 1:
+        raise _fail("eval.dev_max_corpus", cfg.eval.dev_max_corpus,
+                    "null (no cap) or at least 1 document")
 
 
 def _check_loss(cfg: DictConfig) -> None:
@@ -246,6 +270,7 @@ def validate(cfg: DictConfig) -> None:
         if value not in allowed:
             raise _fail(key, value, f"one of {', '.join(allowed)}")
     _check_ratios(cfg.split)
+    _check_dev_data(cfg)
     if cfg.data.source == "files" and OmegaConf.is_missing(cfg.data, "path"):
         raise PipelineError("data=files needs a file: add data.path=/path/to/pairs.jsonl "
                             "(jsonl, csv or parquet).")
