@@ -122,10 +122,9 @@ def rank(miner_cfg: DictConfig, query_emb: np.ndarray, corpus_emb: np.ndarray, t
         positive_scores = model.similarity_pairwise(torch.as_tensor(query_emb[row_query]),
                                                     torch.as_tensor(corpus_emb[row_positive])).cpu()
 
-    own = torch.full((len(queries), max_positives), -2)
-    for q, ids_of_q in enumerate(positives):
-        own[q, :len(ids_of_q)] = torch.tensor(ids_of_q)
-    scores[(ids[:, :, None] == own[:, None, :]).any(-1)] = -float("inf")
+    own = np.full((len(queries), max_positives), -2)
+    own[row_query, [i for ids_of_q in positives for i in range(len(ids_of_q))]] = row_positive
+    scores[(ids[:, :, None] == torch.from_numpy(own)[:, None, :]).any(-1)] = -float("inf")
 
     # Margins count against the query's hardest (lowest-scoring) positive, as in mine_hard_negatives.
     lowest = torch.full((len(queries),), float("inf")).scatter_reduce(
