@@ -171,14 +171,15 @@ def _picks(window: np.ndarray, n_valid: np.ndarray, k: int, strategy: str, seed:
     return positions
 
 
-def _fill(negatives: np.ndarray, searched: np.ndarray, own: list[np.ndarray], corpus_size: int,
-          seed: int) -> int:
+def _fill(negatives: np.ndarray, searched: np.ndarray, row_query: np.ndarray, row_positive: np.ndarray,
+          corpus_size: int, seed: int) -> int:
     """Top short queries up in place with random corpus ids ranked below the searched depth
     (easy negatives, never a positive), a prefix of one permutation per (seed, query); how many."""
     filled = 0
     for q in np.flatnonzero((negatives == -1).any(1)):
         have = int((negatives[q] != -1).sum())
-        eligible = np.setdiff1d(np.arange(corpus_size), np.concatenate([searched[q], own[q]]))
+        own = row_positive[row_query == q]
+        eligible = np.setdiff1d(np.arange(corpus_size), np.concatenate([searched[q], own]))
         extra = np.random.default_rng([seed, int(q), 1]).permutation(eligible)[:negatives.shape[1] - have]
         negatives[q, have:have + len(extra)] = extra
         filled += len(extra)
@@ -201,8 +202,7 @@ def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
     short_queries = (negatives == -1).any(1)
     filled = 0
     if miner_cfg.on_short == "fill":
-        own = [row_positive[row_query == q] for q in range(len(queries))]
-        filled = _fill(negatives, arrays["searched"], own, len(corpus), seed)
+        filled = _fill(negatives, arrays["searched"], row_query, row_positive, len(corpus), seed)
     keep = (negatives[row_query] != -1).all(1)
     kept_query, kept_negatives = row_query[keep], negatives[row_query[keep]]
     gaps = arrays["positive_scores"][keep][:, None] - scores[kept_query]
@@ -216,5 +216,5 @@ def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
     stats = json.loads((entry_dir / "stats.json").read_text()) | {
         "mine/rows_in": len(train_ds), "mine/rows_out": int(keep.sum()),
         "mine/rows_short": int(short_queries[row_query].sum()), "mine/negatives_filled": filled,
-        "mine/score_gap_mean": float(np.nanmean(gaps)) if keep.any() else 0.0}
+        "mine/score_gap_mean": float(np.nanmean(gaps)) if np.isfinite(gaps).any() else float("nan")}
     return mined, stats
