@@ -76,6 +76,7 @@ def main() -> None:
         sys.exit(f"error: {exc}")
 
     import datasets
+    from omegaconf import OmegaConf
 
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="bench-mining-") as tmp:
@@ -87,7 +88,7 @@ def main() -> None:
         queries, corpus = embed.texts(train)
         batch = cfg.miner.batch_size
         print(f"model={args.model} rows={len(train)} texts={len(queries) + len(corpus)} "
-              f"miner: {dict(runner._cfg(cfg.miner))}", flush=True)
+              f"miner: {OmegaConf.to_container(cfg.miner)}", flush=True)
         model.encode(queries[:batch], batch_size=batch)  # warm-up, outside every timing
         load_before = os.getloadavg()[0]
 
