@@ -89,7 +89,7 @@ def run(cfg: DictConfig) -> str:
     mined = cache.lookup("mine", keys["mine"]) if cfg.k > 0 else None
     negatives = "no"
     if mined:
-        train_ds, negatives = mine.load(mined.path), "mined"
+        train_ds, negatives = mine.for_k(mined.path, train_ds, cfg.k, cfg.miner, cfg.seed)[0], "mined"
     elif cfg.k > 0:
         train_ds, negatives = stand_in_negatives(train_ds, cfg.k, cfg.seed), "stand-in"
     model = models.load_model(cfg.model, device=hw.model_device)

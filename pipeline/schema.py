@@ -8,6 +8,8 @@ any data or model loads.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -72,6 +74,8 @@ class Miner:
     relative_margin: Optional[float] = None
     batch_size: int = 64
     use_faiss: bool = False
+    on_short: str = "drop"
+    cross_encoder: Optional[str] = None
 
 
 @dataclass
@@ -156,6 +160,7 @@ GROUPS = {"split": Split, "miner": Miner, "model": Model, "train": Train,
 CHOICES = {
     "data.source": tuple(DATA),
     "miner.sampling_strategy": ("top", "random"),
+    "miner.on_short": ("drop", "fill"),
     "loss.name": tuple(MIN_K),
     "model.kind": ("package", "static", "hub"),
     "train.batch_sampler": ("no_duplicates", "batch_sampler"),
@@ -253,6 +258,40 @@ def _check_loss(cfg: DictConfig) -> None:
                     f"{NEEDS_TRANSFORMER[loss.name]}", "Use model=minilm or model=hub.")
 
 
+def _check_miner(miner: DictConfig, k: int) -> None:
+    """Candidate window, margins and score bounds must leave room for k negatives."""
+    if miner.range_min < 0:
+        raise _fail("miner.range_min", miner.range_min, "0 or more")
+    if miner.range_min >= miner.range_max:
+        raise _fail("miner.range_min", miner.range_min,
+                    f"below miner.range_max={miner.range_max}: candidates are ranks "
+                    "range_min..range_max-1", "Lower miner.range_min or raise miner.range_max.")
+    if miner.batch_size < 1:
+        raise _fail("miner.batch_size", miner.batch_size, "at least 1")
+    # Bi-encoder scores are cosines, so a gap to the positive lies in [0, 2]; cross-encoder logits are unbounded.
+    top = float("inf") if miner.cross_encoder else 2.0
+    if miner.absolute_margin is not None and not 0 <= miner.absolute_margin <= top:
+        raise _fail("miner.absolute_margin", miner.absolute_margin,
+                    f"null or a score gap from 0 to {top:g} below the positive's score")
+    if miner.relative_margin is not None and not 0 <= miner.relative_margin <= 1:
+        raise _fail("miner.relative_margin", miner.relative_margin,
+                    "null or a fraction from 0 to 1 of the positive's score, e.g. 0.05")
+    if None not in (miner.min_score, miner.max_score) and miner.min_score >= miner.max_score:
+        raise _fail("miner.min_score", miner.min_score, f"below miner.max_score={miner.max_score}")
+    if k > 0 and miner.on_short == "drop" and miner.range_max - miner.range_min < k:
+        raise _fail("miner.range_max", miner.range_max,
+                    f"at least range_min + k = {miner.range_min + k}, so {k} negatives fit "
+                    "in the candidate range",
+                    "Raise miner.range_max, lower miner.range_min or k, or set miner.on_short=fill "
+                    "to top short queries up with random negatives.")
+    if miner.cross_encoder and not os.path.isdir(miner.cross_encoder):
+        raise PipelineError(f"miner.cross_encoder={miner.cross_encoder!r}: no such directory; it "
+                            "must be a local CrossEncoder model directory, or null for none.")
+    if miner.use_faiss and importlib.util.find_spec("faiss") is None:
+        raise PipelineError("miner.use_faiss=true needs faiss, which is not installed: "
+                            "pip install 'hnpipe[faiss]' (faiss-cpu), or set miner.use_faiss=false.")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise PipelineError on the first bad value in the composed config."""
     _check_k(cfg.k)
@@ -275,13 +314,7 @@ def validate(cfg: DictConfig) -> None:
         raise PipelineError("data=files needs a file: add data.path=/path/to/pairs.jsonl "
                             "(jsonl, csv or parquet).")
     _check_loss(cfg)
-    miner = cfg.miner
-    if miner.range_min < 0:
-        raise _fail("miner.range_min", miner.range_min, "0 or more")
-    if cfg.k > 0 and miner.range_max - miner.range_min < cfg.k:
-        raise _fail("miner.range_max", miner.range_max,
-                    f"at least range_min + k = {miner.range_min + cfg.k}, so {cfg.k} negatives fit "
-                    "in the candidate range", f"Raise miner.range_max or lower k.")
+    _check_miner(cfg.miner, cfg.k)
     if cfg.eval.cadence in ("steps", "fraction"):
         every = cfg.eval.every
         ok = every is not None and (0 < every < 1 if cfg.eval.cadence == "fraction"
