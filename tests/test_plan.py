@@ -23,7 +23,8 @@ def test_plan_prints_stages_cost_and_estimate_without_a_run(cli):
     assert result.returncode == 0, result.stderr[-3000:]
     (line,) = _plan_lines(result.stdout)
     assert "plan k=3 loss=mnrl batch=16" in line
-    assert re.search(r"stages: split (cached|would run), mine (cached|would run), base_eval", line)
+    assert re.search(r"stages: split (cached|would run), embed (cached|would run), "
+                     r"mine (cached|would run), base_eval", line)
     assert "80 texts" in line and "scores 16x64" in line and "6 steps" in line  # 16 * (2 + 3)
     assert re.search(r"calibration \(3 steps, (stand-in|mined) negatives\): [\d.]+ s/step measured", line)
     assert "training estimate" in line
