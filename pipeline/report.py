@@ -224,7 +224,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ax.annotate(f"k={row['k']}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     front = pareto_front(rows)
     ax.plot([r["train time (s)"][0] for r in front], [r["nDCG@10"][0] for r in front], "o-",
-            color="tab:red", drawstyle="steps-post", label="Pareto front")
+            color="tab:red", drawstyle="steps-post", zorder=3, label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel("training time (s, log scale)")
     ax.set_ylabel("test nDCG@10")
