@@ -46,6 +46,7 @@ class SweepParentRun(Callback):
 
     def __init__(self) -> None:
         self.client = None
+        self.experiment_id: str | None = None
         self.run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -58,7 +59,7 @@ class SweepParentRun(Callback):
         HydraConfig.instance().set_config(config)  # so ${hydra:...} in paths resolves here
         mlflow_cfg = config.mlflow
         self.client = _client(mlflow_cfg.tracking_uri)
-        experiment_id = tracking._experiment_id(self.client, mlflow_cfg.experiment_name,
+        self.experiment_id = tracking._experiment_id(self.client, mlflow_cfg.experiment_name,
                                                 mlflow_cfg.artifact_root, mlflow_cfg.tracking_uri)
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -68,11 +69,11 @@ class SweepParentRun(Callback):
                 "sweep/launcher": config.hydra.runtime.choices["hydra/launcher"],
                 "sweep/overrides": " ".join(f"{k}={v}" for k, v in swept.items()),
                 "preset": str(config.preset), "git_commit": tracking.git_commit(config.paths.root_dir)}
-        run = self.client.create_run(experiment_id, run_name=f"sweep-{sweep_id}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep-{sweep_id}", tags=tags)
         self.run_id = run.info.run_id
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(json.dumps(
-            {"sweep_id": sweep_id, "parent_run_id": self.run_id, "experiment_id": experiment_id}))
+            {"sweep_id": sweep_id, "parent_run_id": self.run_id}))
         atexit.register(self._end_if_stopped)
         log.info("sweep %s: parent run %s in experiment %s", sweep_id, self.run_id,
                  mlflow_cfg.experiment_name)
@@ -85,9 +86,8 @@ class SweepParentRun(Callback):
         """At exit before on_multirun_end (a job failed, or Ctrl-C/SIGTERM): FAILED or KILLED."""
         if self.run_id is None:
             return
-        children = self.client.search_runs(
-            [self.client.get_run(self.run_id).info.experiment_id],
-            f"tags.mlflow.parentRunId = '{self.run_id}'")
+        children = self.client.search_runs([self.experiment_id],
+                                           f"tags.mlflow.parentRunId = '{self.run_id}'")
         status = "KILLED" if any(c.info.status == "KILLED" for c in children) else "FAILED"
         self.client.set_tag(self.run_id, "error", "the sweep stopped before its last job ended")
         self.client.set_terminated(self.run_id, status)
