@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import PipelineError
+from pipeline.preflight import preflight
 from pipeline.schema import validate
 
 log = logging.getLogger("pipeline")
+# The launch directory, for paths that a multirun resolves before Hydra's own ${hydra:runtime.cwd} exists.
+OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
 
 
 def _hydra_tags() -> dict[str, str]:
@@ -29,6 +33,12 @@ def _hydra_tags() -> dict[str, str]:
 def main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
+        preflight(cfg)
+        if cfg.plan:
+            from pipeline import plan
+
+            print(plan.run(cfg), flush=True)
+            return None
         from pipeline import launch, runner, sweep, tracking
 
         tracking.raise_keyboard_interrupt_on_sigterm()

@@ -2,7 +2,9 @@
 
 An entry is built in a temporary directory and renamed into place only when
 complete, so a crash never leaves a half entry that reads as valid; a file
-lock makes two jobs that need the same entry build it once.
+lock makes two jobs that need the same entry build it once. The completion
+marker lists every file's sha256, so an entry damaged afterwards (a truncated
+or edited file, a file gone) is not read as valid either: it is rebuilt.
 """
 
 from __future__ import annotations
@@ -42,6 +44,25 @@ class Entry:
     build_s: float
 
 
+def _sha256(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _manifest(entry_dir: Path) -> dict[str, str]:
+    """sha256 of every file under entry_dir but the marker, by relative path."""
+    files = sorted(p for p in entry_dir.rglob("*") if p.is_file() and p.name != _MARKER)
+    return {str(p.relative_to(entry_dir)): _sha256(p) for p in files}
+
+
+def _intact(entry_dir: Path, files: dict[str, str]) -> bool:
+    """Every file the marker lists is there, unchanged (files added later, e.g. datasets' caches, are ignored)."""
+    return all(_sha256(entry_dir / name) == digest for name, digest in files.items())
+
+
 class StageCache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -51,10 +72,17 @@ class StageCache:
         if not marker.is_file():
             return None
         try:
-            build_s = json.loads(marker.read_text())["build_s"]
-        except (ValueError, KeyError):
+            record = json.loads(marker.read_text())
+            build_s, files = record["build_s"], record["files"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not _intact(final, files):
             return None
         return Entry(stage, key, final, hit, build_s)
+
+    def lookup(self, stage: str, key: str) -> Entry | None:
+        """The complete entry for (stage, key) if there is one; reads only, builds nothing."""
+        return self._read(stage, key, self.root / stage / key, hit=True)
 
     def get_or_build(self, stage: str, key: str, build: Callable[[Path], None]) -> Entry:
         """The entry for (stage, key), built by `build(tmp_dir)` if absent or incomplete."""
@@ -73,8 +101,13 @@ class StageCache:
                     shutil.rmtree(stale)
             tmp.mkdir()
             start = time.perf_counter()
-            build(tmp)
+            try:
+                build(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             build_s = time.perf_counter() - start
-            (tmp / _MARKER).write_text(json.dumps({"build_s": build_s, "built_at": time.time()}))
+            (tmp / _MARKER).write_text(json.dumps({"build_s": build_s, "built_at": time.time(),
+                                                   "files": _manifest(tmp)}))
             os.rename(tmp, final)
         return Entry(stage, key, final, False, build_s)

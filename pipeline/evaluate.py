@@ -24,15 +24,24 @@ def distractors(train_ds, n: int, seed: int) -> list[str]:
     return positives[:n]
 
 
-def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int):
-    """InformationRetrievalEvaluator: each anchor's own positive is its one relevant document."""
+def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
+                 query_prompt: str | None = None, corpus_prompt: str | None = None,
+                 max_corpus: int | None = None):
+    """InformationRetrievalEvaluator: each anchor's own positive is its one relevant document.
+
+    With max_corpus the corpus keeps its first max_corpus documents (the split's positives come
+    first) and queries whose positive was cut are dropped, so evaluation cost is bounded.
+    """
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     corpus = {}
     for text in list(ds["positive"]) + extra_corpus:
         corpus.setdefault(text, f"d{len(corpus)}")
-    queries = {f"q{i}": anchor for i, anchor in enumerate(ds["anchor"])}
-    relevant = {f"q{i}": {corpus[pos]} for i, pos in enumerate(ds["positive"])}
+    if max_corpus is not None:
+        corpus = dict(list(corpus.items())[:max_corpus])
+    pairs = [(anchor, pos) for anchor, pos in zip(ds["anchor"], ds["positive"]) if pos in corpus]
+    queries = {f"q{i}": anchor for i, (anchor, _) in enumerate(pairs)}
+    relevant = {f"q{i}": {corpus[pos]} for i, (_, pos) in enumerate(pairs)}
     return InformationRetrievalEvaluator(
         queries=queries,
         corpus={cid: text for text, cid in corpus.items()},
@@ -40,7 +49,15 @@ def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int):
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 10],
         precision_recall_at_k=[1, 10, 100], map_at_k=[100],
         batch_size=batch_size, name=name, write_csv=False,
+        query_prompt=query_prompt, corpus_prompt=corpus_prompt,
     )
+
+
+def dev_evaluator(eval_cfg, dev_ds, train_ds, seed: int):
+    """The dev IR evaluator run during training: dev queries, corpus capped at eval.dev_max_corpus."""
+    extra = distractors(train_ds, eval_cfg.dev_distractors, seed)
+    return ir_evaluator(dev_ds, extra, "dev", eval_cfg.batch_size, eval_cfg.query_prompt,
+                        eval_cfg.corpus_prompt, eval_cfg.dev_max_corpus)
 
 
 def pick_metrics(raw: dict, name: str) -> dict[str, float]:
@@ -48,9 +65,10 @@ def pick_metrics(raw: dict, name: str) -> dict[str, float]:
     return {ours: float(raw[f"{name}_cosine_{theirs}"]) for ours, theirs in METRICS.items()}
 
 
-def run(model, test_ds, extra_corpus: list[str], batch_size: int, out_dir: Path) -> dict[str, float]:
+def run(model, test_ds, extra_corpus: list[str], batch_size: int, out_dir: Path,
+        query_prompt: str | None = None, corpus_prompt: str | None = None) -> dict[str, float]:
     """Score `model` on the test split; write and return metrics.json."""
-    evaluator = ir_evaluator(test_ds, extra_corpus, "test", batch_size)
+    evaluator = ir_evaluator(test_ds, extra_corpus, "test", batch_size, query_prompt, corpus_prompt)
     metrics = pick_metrics(evaluator(model), "test")
     metrics["corpus_size"] = len(evaluator.corpus)
     metrics["queries"] = len(evaluator.queries)

@@ -1,4 +1,16 @@
-"""Mine stage: k hard negatives per training query, as (anchor, positive, negative_1..k).
+"""Mine stage: ranked candidate negatives per training query, computed once for every k.
+
+`rank` does what `sentence_transformers.util.mine_hard_negatives` does before it
+picks `num_negatives`: corpus = the unique positives; search the top
+range_max + (most positives of one query); optionally rescore with a
+cross-encoder; remove each query's own positives; apply the absolute and
+relative margins (against the query's lowest positive score) and the
+max/min score bounds; re-rank; keep ranks range_min..range_max-1. None of that
+depends on k, so one cached entry serves a whole k-sweep, and `for_k` cuts the
+(anchor, positive, negative_1..k) training set for any k in seconds.
+
+One difference: mine_hard_negatives rescores with a cross-encoder only when a
+margin or score bound is set; here a configured cross-encoder always rescores.
 
 k = 0 needs no stage at all: training then uses plain pairs and in-batch negatives.
 """
@@ -8,41 +20,207 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
 from omegaconf import DictConfig
 
-VERSION = "1"
+from pipeline import embed
+from pipeline.errors import PipelineError
+
+VERSION = "2"
+# Miner settings the ranking depends on; k, sampling_strategy and on_short only change the cut.
+RANKING_KEYS = ("range_min", "range_max", "max_score", "min_score", "absolute_margin",
+                "relative_margin", "use_faiss", "cross_encoder")
+# Queries scored against the whole corpus at once (mine_hard_negatives' faiss_batch_size).
+_QUERY_CHUNK = 16384
 
 
-def run(miner_cfg: DictConfig, k: int, train_ds, model, out_dir: Path) -> None:
-    """Write the mined n-tuple training set and stats.json (rows in, out, short)."""
-    from sentence_transformers.util import mine_hard_negatives
+def ranking_config(miner_cfg: DictConfig) -> dict:
+    """The settings a candidates entry depends on, for its cache key (a cross-encoder by its files)."""
+    config = {key: miner_cfg[key] for key in RANKING_KEYS}
+    if miner_cfg.cross_encoder:
+        root = Path(miner_cfg.cross_encoder).resolve()
+        config["cross_encoder"] = [str(root)] + sorted(
+            f"{p.relative_to(root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+            for p in root.rglob("*") if p.is_file())
+    return config
 
-    mined = mine_hard_negatives(
-        train_ds,
-        model,
-        anchor_column_name="anchor",
-        positive_column_name="positive",
-        range_min=miner_cfg.range_min,
-        range_max=miner_cfg.range_max,
-        max_score=miner_cfg.max_score,
-        min_score=miner_cfg.min_score,
-        absolute_margin=miner_cfg.absolute_margin,
-        relative_margin=miner_cfg.relative_margin,
-        num_negatives=k,
-        sampling_strategy=miner_cfg.sampling_strategy,
-        output_format="n-tuple",
-        batch_size=miner_cfg.batch_size,
-        use_faiss=miner_cfg.use_faiss,
-        verbose=False,
-    )
-    mined.save_to_disk(str(out_dir / "train"))
-    stats = {"mine/rows_in": len(train_ds), "mine/rows_out": len(mined),
-             "mine/rows_short": len(train_ds) - len(mined)}
+
+def _positives(train_ds, queries: list[str], corpus: list[str]) -> list[list[int]]:
+    """Corpus ids of each unique query's positives, first-seen order."""
+    query_id = {text: i for i, text in enumerate(queries)}
+    corpus_id = {text: i for i, text in enumerate(corpus)}
+    positives: list[list[int]] = [[] for _ in queries]
+    pairs = train_ds.select_columns(["anchor", "positive"]).to_dict()
+    for anchor, positive in zip(pairs["anchor"], pairs["positive"]):
+        ids = positives[query_id[anchor]]
+        if corpus_id[positive] not in ids:
+            ids.append(corpus_id[positive])
+    return positives
+
+
+def _search(model, query_emb: np.ndarray, corpus_emb: np.ndarray, depth: int,
+            use_faiss: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top `depth` (scores, corpus ids) per query, padded with (-inf, -1) past the corpus size."""
+    if use_faiss:
+        import faiss
+
+        index = faiss.IndexFlatIP(corpus_emb.shape[1])
+        index.add(corpus_emb)
+        scores, ids = (torch.from_numpy(a) for a in index.search(query_emb, depth))
+    else:
+        corpus_t = torch.as_tensor(corpus_emb)
+        width = min(depth, len(corpus_emb))
+        parts = [torch.topk(model.similarity(query_emb[i:i + _QUERY_CHUNK], corpus_t).cpu(), k=width, dim=1)
+                 for i in range(0, len(query_emb), _QUERY_CHUNK)]
+        scores = torch.cat([part.values for part in parts])
+        ids = torch.cat([part.indices for part in parts])
+        pad = depth - width
+        scores = torch.cat([scores, scores.new_full((len(scores), pad), -float("inf"))], dim=1)
+        ids = torch.cat([ids, ids.new_full((len(ids), pad), -1)], dim=1)
+    scores[ids == -1] = -float("inf")
+    return scores, ids
+
+
+def _rescore(path: str, device, queries: list[str], corpus: list[str], scores: torch.Tensor,
+             ids: torch.Tensor, row_query: list[int], row_positive: list[int],
+             batch_size: int) -> torch.Tensor:
+    """Replace candidate scores in place with cross-encoder scores; return the positives' scores."""
+    from sentence_transformers import CrossEncoder
+
+    cross_encoder = CrossEncoder(path, device=str(device))
+    found = ids != -1
+    query_of = found.nonzero()[:, 0].tolist()
+    pairs = [(queries[q], corpus[c]) for q, c in zip(query_of, ids[found].tolist())]
+    options = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": False}
+    scores[found] = cross_encoder.predict(pairs, **options).float().cpu()
+    positive_pairs = [(queries[q], corpus[p]) for q, p in zip(row_query, row_positive)]
+    return cross_encoder.predict(positive_pairs, **options).float().cpu()
+
+
+def _remove(scores: torch.Tensor, drop: torch.Tensor) -> int:
+    """Disqualify candidates in place; how many still-valid ones that removed."""
+    drop = drop & torch.isfinite(scores)
+    scores[drop] = -float("inf")
+    return int(drop.sum())
+
+
+def rank(miner_cfg: DictConfig, query_emb: np.ndarray, corpus_emb: np.ndarray, train_ds, model,
+         out_dir: Path) -> None:
+    """Write candidates.npz (ranked window, scores, searched ids, positives) and stats.json."""
+    queries, corpus = embed.texts(train_ds)
+    positives = _positives(train_ds, queries, corpus)
+    row_query = [q for q, ids in enumerate(positives) for _ in ids]
+    row_positive = [p for ids in positives for p in ids]
+    max_positives = max(len(ids) for ids in positives)
+    scores, ids = _search(model, query_emb, corpus_emb, miner_cfg.range_max + max_positives,
+                          miner_cfg.use_faiss)
+    searched = ids.clone()
+    if miner_cfg.cross_encoder:
+        positive_scores = _rescore(miner_cfg.cross_encoder, model.device, queries, corpus, scores, ids,
+                                   row_query, row_positive, miner_cfg.batch_size)
+    else:
+        positive_scores = model.similarity_pairwise(torch.as_tensor(query_emb[row_query]),
+                                                    torch.as_tensor(corpus_emb[row_positive])).cpu()
+
+    own = np.full((len(queries), max_positives), -2)
+    own[row_query, [i for ids_of_q in positives for i in range(len(ids_of_q))]] = row_positive
+    scores[(ids[:, :, None] == torch.from_numpy(own)[:, None, :]).any(-1)] = -float("inf")
+
+    # Margins count against the query's hardest (lowest-scoring) positive, as in mine_hard_negatives.
+    lowest = torch.full((len(queries),), float("inf")).scatter_reduce(
+        0, torch.tensor(row_query), positive_scores, "amin")[:, None]
+    by_margin = by_score = 0
+    if miner_cfg.absolute_margin is not None:
+        by_margin += _remove(scores, scores + miner_cfg.absolute_margin > lowest)
+    if miner_cfg.relative_margin is not None:
+        by_margin += _remove(scores, scores > lowest - lowest.abs() * miner_cfg.relative_margin)
+    if miner_cfg.max_score is not None:
+        by_score += _remove(scores, scores > miner_cfg.max_score)
+    if miner_cfg.min_score is not None:
+        by_score += _remove(scores, scores < miner_cfg.min_score)
+
+    window_scores, local = torch.topk(scores, k=miner_cfg.range_max, dim=1)
+    window = ids.gather(1, local)[:, miner_cfg.range_min:]
+    window_scores = window_scores[:, miner_cfg.range_min:]
+    window[~torch.isfinite(window_scores)] = -1
+    np.savez(out_dir / "candidates.npz", window=window.numpy().astype(np.int32),
+             window_scores=window_scores.numpy().astype(np.float32),
+             searched=searched.numpy().astype(np.int32),
+             row_query=np.array(row_query, dtype=np.int32),
+             row_positive=np.array(row_positive, dtype=np.int32),
+             positive_scores=positive_scores.numpy().astype(np.float32))
+    stats = {"mine/queries": len(queries), "mine/corpus_size": len(corpus),
+             "mine/candidates_per_query": float(torch.isfinite(window_scores).sum(1).float().mean()),
+             "mine/removed_by_margin": by_margin, "mine/removed_by_score": by_score}
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=1))
 
 
-def load(entry_dir: Path):
-    """The mined training set an entry holds."""
-    import datasets
+def _picks(window: np.ndarray, n_valid: np.ndarray, k: int, strategy: str, seed: int) -> np.ndarray:
+    """[queries, k] window positions to use, -1 past a query's valid candidates.
 
-    return datasets.load_from_disk(str(entry_dir / "train"))
+    "top" takes the first k; "random" a prefix of one permutation per (seed, query),
+    so a query's k=8 draw is a subset of its k=16 draw whatever other queries do.
+    """
+    positions = np.full((len(window), k), -1)
+    for q, n in enumerate(n_valid):
+        if strategy == "top":
+            chosen = np.arange(min(k, n))
+        else:
+            chosen = np.sort(np.random.default_rng([seed, q, 0]).permutation(n)[:k])
+        positions[q, :len(chosen)] = chosen
+    return positions
+
+
+def _fill(negatives: np.ndarray, searched: np.ndarray, row_query: np.ndarray, row_positive: np.ndarray,
+          corpus_size: int, seed: int) -> int:
+    """Top short queries up in place with random corpus ids ranked below the searched depth
+    (easy negatives, never a positive), a prefix of one permutation per (seed, query); how many."""
+    filled = 0
+    for q in np.flatnonzero((negatives == -1).any(1)):
+        have = int((negatives[q] != -1).sum())
+        own = row_positive[row_query == q]
+        eligible = np.setdiff1d(np.arange(corpus_size), np.concatenate([searched[q], own]))
+        extra = np.random.default_rng([seed, int(q), 1]).permutation(eligible)[:negatives.shape[1] - have]
+        negatives[q, have:have + len(extra)] = extra
+        filled += len(extra)
+    return filled
+
+
+def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
+    """(training set with columns anchor, positive, negative_1..k; its stats) from a candidates entry."""
+    import datasets
+    import pyarrow as pa
+
+    arrays = dict(np.load(entry_dir / "candidates.npz"))
+    window, window_scores = arrays["window"], arrays["window_scores"]
+    row_query, row_positive = arrays["row_query"], arrays["row_positive"]
+    queries, corpus = embed.texts(train_ds)
+    positions = _picks(window, np.isfinite(window_scores).sum(1), k, miner_cfg.sampling_strategy, seed)
+    taken = np.take_along_axis(window, np.maximum(positions, 0), 1)
+    negatives = np.where(positions >= 0, taken, -1)
+    scores = np.where(positions >= 0, np.take_along_axis(window_scores, np.maximum(positions, 0), 1), np.nan)
+    short_queries = (negatives == -1).any(1)
+    filled = 0
+    if miner_cfg.on_short == "fill":
+        filled = _fill(negatives, arrays["searched"], row_query, row_positive, len(corpus), seed)
+    keep = (negatives[row_query] != -1).all(1)
+    if not keep.any():
+        raise PipelineError(
+            f"The training set is empty after mining: none of the {len(train_ds)} train queries has "
+            f"k={k} hard negatives in ranks {miner_cfg.range_min}..{miner_cfg.range_max}. "
+            "Lower k, raise miner.range_max, set miner.on_short=fill, or use more data.")
+    kept_query, kept_negatives = row_query[keep], negatives[row_query[keep]]
+    gaps = arrays["positive_scores"][keep][:, None] - scores[kept_query]
+
+    corpus_arrow = pa.array(corpus)
+    columns = {"anchor": pa.array(queries).take(kept_query),
+               "positive": corpus_arrow.take(row_positive[keep]),
+               **{f"negative_{i}": corpus_arrow.take(kept_negatives[:, i - 1]) for i in range(1, k + 1)}}
+    fingerprint = f"{entry_dir.name}-{k}-{miner_cfg.sampling_strategy}-{miner_cfg.on_short}-{seed}"
+    mined = datasets.Dataset(datasets.table.InMemoryTable(pa.table(columns)), fingerprint=fingerprint)
+    stats = json.loads((entry_dir / "stats.json").read_text()) | {
+        "mine/rows_in": len(train_ds), "mine/rows_out": int(keep.sum()),
+        "mine/rows_short": int(short_queries[row_query].sum()), "mine/negatives_filled": filled,
+        "mine/score_gap_mean": float(np.nanmean(gaps)) if np.isfinite(gaps).any() else float("nan")}
+    return mined, stats

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from importlib import metadata
 
 from omegaconf import DictConfig
@@ -21,24 +20,6 @@ def _package_path(package: str) -> str:
     return str(module.get_model_path())
 
 
-def _hub_or_path(model_id: str) -> str:
-    """A local directory as is; a hub id only if it can be had without hanging."""
-    if os.path.isdir(model_id):
-        return model_id
-    if model_id.startswith(("/", ".", "~")):
-        raise PipelineError(f"model.id={model_id!r}: no such model directory.")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        from huggingface_hub import try_to_load_from_cache
-
-        if try_to_load_from_cache(model_id, "modules.json") is None:
-            raise PipelineError(
-                f"model.id={model_id!r} is a hub id, but HF_HUB_OFFLINE=1 and it is not in the "
-                "local Hugging Face cache. Use model=minilm or model=static (offline), a local "
-                "directory (model.id=/path/to/model), or unset HF_HUB_OFFLINE when online."
-            )
-    return model_id
-
-
 def load_model(cfg: DictConfig, device: str = "cpu"):
     """The base SentenceTransformer for model config `cfg` (kinds: package, static, hub)."""
     from sentence_transformers import SentenceTransformer
@@ -53,7 +34,7 @@ def load_model(cfg: DictConfig, device: str = "cpu"):
         static = StaticEmbedding(transformer.tokenizer, embedding_weights=weights)
         static.tokenizer.enable_truncation(cfg.max_seq_length)
         return SentenceTransformer(modules=[static], device=device)
-    path = _package_path(cfg.id) if cfg.kind == "package" else _hub_or_path(cfg.id)
+    path = _package_path(cfg.id) if cfg.kind == "package" else cfg.id  # preflight checked it
     model = SentenceTransformer(path, device=device)
     model.max_seq_length = cfg.max_seq_length
     return model

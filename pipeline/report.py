@@ -34,11 +34,11 @@ _NOT_CONFIG_PREFIXES = ("paths.", "mlflow.")
 def _defaults() -> tuple[str, str, Path]:
     """Tracking URI, experiment name and outputs dir, as the pipeline's own config resolves them."""
     from hydra import compose, initialize
-    from hydra.core.hydra_config import HydraConfig
+
+    import pipeline.__main__  # noqa: F401  registers the ${cwd:} resolver that paths use
 
     with initialize(config_path="../conf", version_base="1.3"):
-        cfg = compose("config", return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
+        cfg = compose("config")
         return cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, Path(cfg.paths.outputs_dir)
 
 

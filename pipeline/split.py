@@ -119,7 +119,8 @@ def split_rows(rows: list[dict], cfg: DictConfig, seed: int) -> dict[str, list[d
         part = next((p for p in ("test", "dev") if len(parts[p]) < targets[p]), "train")
         parts[part].extend(rows_of_group)
     for part in SPLITS:
-        if not parts[part] and (part == "train" or cfg[part] > 0):
+        wanted = part == "train" or (cfg[part] > 0 and cfg.get(f"max_{part}") != 0)
+        if not parts[part] and wanted:
             raise PipelineError(
                 f"The {part} split is empty ({n} unique pairs, ratios train={cfg.train} "
                 f"dev={cfg.dev} test={cfg.test}): use more data or larger ratios."
@@ -127,18 +128,22 @@ def split_rows(rows: list[dict], cfg: DictConfig, seed: int) -> dict[str, list[d
     return parts
 
 
+def _pairs_dataset(rows: list[dict]):
+    import datasets
+
+    return datasets.Dataset.from_dict(
+        {"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]},
+        features=datasets.Features({"anchor": datasets.Value("string"),
+                                    "positive": datasets.Value("string")}))
+
+
 def run(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, out_dir: Path) -> None:
     """Write train/dev/test as a DatasetDict, plus stats.json with sizes and leak count."""
     import datasets
 
     parts = split_rows(load_pairs(data_cfg), split_cfg, seed)
-    dsd = datasets.DatasetDict({
-        name: datasets.Dataset.from_list(
-            [{"anchor": r["anchor"], "positive": r["positive"]} for r in rows],
-            features=datasets.Features({"anchor": datasets.Value("string"),
-                                        "positive": datasets.Value("string")}))
-        for name, rows in parts.items()
-    })
+    # An empty split (dev with split.dev=0) is left out: datasets cannot reload one; load() restores it.
+    dsd = datasets.DatasetDict({name: _pairs_dataset(rows) for name, rows in parts.items() if rows})
     dsd.save_to_disk(str(out_dir / "splits"))
     positives = {name: {r["positive"] for r in rows} for name, rows in parts.items()}
     leaked = len((positives["train"] & positives["dev"]) | (positives["train"] & positives["test"])
@@ -149,7 +154,11 @@ def run(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, out_dir: Path) -
 
 
 def load(entry_dir: Path):
-    """The DatasetDict a split entry holds."""
+    """The DatasetDict a split entry holds, with an empty split for each one left out."""
     import datasets
 
-    return datasets.load_from_disk(str(entry_dir / "splits"))
+    dsd = datasets.load_from_disk(str(entry_dir / "splits"))
+    for name in SPLITS:
+        if name not in dsd:
+            dsd[name] = _pairs_dataset([])
+    return dsd

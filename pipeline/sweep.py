@@ -55,8 +55,9 @@ class SweepParentRun(Callback):
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
+        if config.get("plan"):  # plan mode prints and exits: no MLflow runs
+            return
         tracking.raise_keyboard_interrupt_on_sigterm()
-        HydraConfig.instance().set_config(config)  # so ${hydra:...} in paths resolves here
         mlflow_cfg = config.mlflow
         self.client = _client(mlflow_cfg.tracking_uri)
         self.experiment_id = tracking._experiment_id(self.client, mlflow_cfg.experiment_name,
@@ -79,6 +80,8 @@ class SweepParentRun(Callback):
                  mlflow_cfg.experiment_name)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.run_id is None:
+            return
         self.client.set_terminated(self.run_id, "FINISHED")
         self.run_id = None
 

