@@ -27,3 +27,9 @@ ui: install
 
 clean-cache:
 	rm -rf outputs/cache
+
+# The quick k-sweep (static model, k = 0..64, minutes on 2 CPU cores), then its report.
+.PHONY: sweep
+sweep: install
+	$(PY) -m pipeline -m +experiment=sweep_k_quick
+	$(PY) -m pipeline.report

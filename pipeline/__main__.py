@@ -39,9 +39,18 @@ def main(cfg: DictConfig) -> float | None:
 
             print(plan.run(cfg), flush=True)
             return None
-        from pipeline import runner, tracking
+        from pipeline import launch, runner, sweep, tracking
 
-        tags = _hydra_tags() | {"git_commit": tracking.git_commit(cfg.paths.root_dir)}
+        tracking.raise_keyboard_interrupt_on_sigterm()
+        tags = _hydra_tags() | {"git_commit": tracking.git_commit(cfg.paths.root_dir)} | sweep.job_tags(cfg)
+        twin = sweep.finished_twin(cfg, tags)
+        if twin is not None:
+            log.info("skipped: this config already FINISHED as run %s (resume=false re-runs it)",
+                     twin.info.run_id)
+            return twin.data.metrics.get("test/ndcg_at_10")
+        threads = launch.job_threads(HydraConfig.get().launcher)
+        if threads:
+            launch.limit_threads(threads)
         summary = runner.run(cfg, tags)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -295,6 +295,8 @@ def _check_miner(miner: DictConfig, k: int) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise PipelineError on the first bad value in the composed config."""
     _check_k(cfg.k)
+    if not isinstance(cfg.get("resume"), bool):
+        raise _fail("resume", cfg.get("resume"), "true or false")
     source = cfg.data.get("source")
     if source not in DATA:
         raise _fail("data.source", source, f"one of {', '.join(DATA)}")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -88,4 +90,15 @@ def environment_tags() -> dict[str, str]:
     return {"version/torch": torch.__version__,
             "version/transformers": transformers.__version__,
             "version/sentence_transformers": sentence_transformers.__version__,
-            "host/cpu_count": str(os.cpu_count())}
+            "host/cpu_count": str(os.cpu_count()),
+            "host/torch_threads": str(torch.get_num_threads())}
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def raise_keyboard_interrupt_on_sigterm() -> None:
+    """SIGTERM (kill, SLURM preemption) unwinds like Ctrl-C, so the run ends KILLED, not RUNNING."""
+    if threading.current_thread() is threading.main_thread():  # the only thread allowed to
+        signal.signal(signal.SIGTERM, _interrupt)

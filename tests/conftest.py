@@ -45,7 +45,11 @@ class Cli:
                               text=True, timeout=timeout)
 
     def runs(self):
-        """All runs of the store, newest first."""
+        """The job runs of the store, newest first (a sweep's parent run is left out)."""
+        return [run for run in self.all_runs() if run.data.tags.get("sweep/parent") != "true"]
+
+    def all_runs(self):
+        """All runs of the store, sweep parent runs included, newest first."""
         import mlflow
 
         client = mlflow.MlflowClient(self.tracking_uri)

@@ -1,0 +1,200 @@
+"""Real multiruns: parent and child MLflow runs, launchers, resume, interrupts, the report."""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import FAST, ROOT, write_jsonl
+from pipeline.launch import cpu_count, job_threads, parallel_jobs
+from pipeline.sweep import config_hash
+
+
+def multirun(cli, *overrides: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline -m ...` (Hydra wants -m before the overrides) with the cli fixture's setup."""
+    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", *overrides]
+    return subprocess.run(args, cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=900)
+
+
+def split_parent(runs):
+    """(the one parent run, its children) of a store holding one sweep."""
+    (parent,) = [r for r in runs if r.data.tags.get("sweep/parent") == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, children
+
+
+def sweeps(cli):
+    """Parent runs of the store, newest first, each with its children."""
+    runs = cli.all_runs()
+    parents = [r for r in runs if r.data.tags.get("sweep/parent") == "true"]
+    return [(p, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id])
+            for p in parents]
+
+
+def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_path):
+    result = multirun(cli, "k=0,1,2,2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 duplicate sweep job(s) dropped" in result.stdout + result.stderr
+    parent, children = split_parent(cli.all_runs())
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 3 and len(cli.all_runs()) == 4
+    sweep_id = parent.data.tags["sweep/id"]
+    assert {c.data.tags["sweep/id"] for c in children} == {sweep_id}
+    assert sorted(c.data.tags["sweep/job_num"] for c in children) == ["0", "1", "2"]
+    assert sorted(c.data.params["k"] for c in children) == ["0", "1", "2"]
+    assert all(c.info.status == "FINISHED" for c in children)
+
+    report = subprocess.run([sys.executable, "-m", "pipeline.report", sweep_id, "--out", str(tmp_path / "r")],
+                            cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    with open(tmp_path / "r" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["k"] for row in rows] == ["0", "1", "2"]
+    assert [row["texts/step"] for row in rows] == ["32", "48", "64"]  # batch 16 x (2 + k)
+    by_k = {c.data.params["k"]: c.data.metrics for c in children}
+    for row in rows:
+        assert float(row["nDCG@10"]) == pytest.approx(by_k[row["k"]]["test/ndcg_at_10"])
+        assert float(row["train time (s)"]) == pytest.approx(by_k[row["k"]]["time/train_s"])
+        assert row["seeds"] == "1" and row["beyond spread"] in ("reference", "n/a (1 seed)")
+    assert (tmp_path / "r" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| k | loss | texts/step |" in report.stdout and "★" in report.stdout
+    import mlflow
+
+    logged = mlflow.MlflowClient(cli.tracking_uri).list_artifacts(parent.info.run_id, "report")
+    assert {Path(a.path).name for a in logged} == {"report.md", "report.csv", "pareto.png"}
+
+    unknown = subprocess.run([sys.executable, "-m", "pipeline.report", "no-such-sweep"], cwd=ROOT,
+                             env=cli.env(), capture_output=True, text=True, timeout=300)
+    assert unknown.returncode == 2
+    assert "no sweep 'no-such-sweep'" in unknown.stderr and sweep_id in unknown.stderr
+
+
+def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread(cli, tmp_path):
+    assert not (cli.root / "mlflow.db").exists()
+    result = multirun(cli, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "k=0,1", "seed=1,2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    if cpu_count() < 4:
+        assert f"n_jobs=4 is more than the {cpu_count()} cores here: clamped" in result.stdout + result.stderr
+    parent, children = split_parent(cli.all_runs())
+    assert parent.data.tags["sweep/launcher"] == "joblib" and len(children) == 4
+    for child in children:
+        assert child.info.status == "FINISHED"
+        logged = cli.summary(child)["metrics"]
+        assert set(logged) <= set(child.data.metrics), set(logged) - set(child.data.metrics)
+        assert all(child.data.metrics[name] == pytest.approx(value) for name, value in logged.items())
+        assert child.data.tags["host/torch_threads"] == str(cpu_count() // min(4, cpu_count()))
+
+    report = subprocess.run([sys.executable, "-m", "pipeline.report", "--out", str(tmp_path / "r")],
+                            cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    with open(tmp_path / "r" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["k"], row["seeds"]) for row in rows] == [("0", "2"), ("1", "2")]
+    assert all(row["nDCG@10 std"] != "" for row in rows)
+    assert rows[0]["beyond spread"] == "reference" and rows[1]["beyond spread"] in ("yes", "no")
+    assert " ± " in report.stdout
+
+
+def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
+    from pipeline.docstrings import harvest
+
+    rows = harvest([], 4, 40, 400)[:400]
+    good = write_jsonl(tmp_path / "good.jsonl", rows)
+    flaky = write_jsonl(tmp_path / "flaky.jsonl", [{"anchor": " ", "positive": ""}] * 5)
+    sweep = ["data=files", f"data.path={good},{flaky}", "k=1"]
+
+    first = multirun(cli, *sweep)
+    assert first.returncode != 0 and "empty after removing" in first.stderr
+    (parent, children), = sweeps(cli)
+    assert parent.info.status == "FAILED"
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
+    finished = next(c for c in children if c.info.status == "FINISHED")
+
+    shutil.copy(good, flaky)  # the cause of the failure is fixed; the config is unchanged
+    second = multirun(cli, *sweep)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"already FINISHED as run {finished.info.run_id}" in second.stdout + second.stderr
+    (new_parent, new_children), _ = sweeps(cli)
+    assert new_parent.info.status == "FINISHED"
+    (rerun,) = new_children
+    assert rerun.info.status == "FINISHED" and rerun.data.params["data.path"] == str(flaky)
+    failed = next(c for c in children if c.info.status == "FAILED")
+    assert rerun.data.tags["config_hash"] == failed.data.tags["config_hash"]
+    assert new_parent.data.tags["reused/0"] == finished.info.run_id
+
+    third = multirun(cli, "data=files", f"data.path={good}", "k=1", "resume=false")
+    assert third.returncode == 0, third.stderr[-3000:]
+    (latest, (again,)), *_ = sweeps(cli)
+    assert again.data.tags["config_hash"] == finished.data.tags["config_hash"]
+    assert not any(key.startswith("reused/") for key in latest.data.tags)
+
+
+def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path):
+    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}",
+            "k=1", "train.max_steps=2000"]
+    with open(tmp_path / "job.log", "w") as log:
+        job = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        # sweep.json appears once the store and the parent run exist; then wait for the child run.
+        while job.poll() is None and time.monotonic() < deadline:
+            if list(cli.root.glob("outputs/multirun/*/*/sweep.json")) and any(
+                    r.data.tags.get("mlflow.parentRunId") for r in cli.runs()):
+                break
+            time.sleep(0.5)
+        time.sleep(2)  # into the job's stages
+        job.send_signal(signal.SIGTERM)
+        job.wait(timeout=300)
+    finally:
+        job.kill()
+    assert job.returncode != 0, (tmp_path / "job.log").read_text()[-3000:]
+    (parent, (child,)), = sweeps(cli)
+    assert child.info.status == "KILLED" and "interrupted" in child.data.tags["error"]
+    assert parent.info.status == "KILLED"
+
+
+def test_submitit_local_runs_the_sweep_and_slurm_without_sbatch_says_what_to_use(cli):
+    result = multirun(cli, "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", "k=0,1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    parent, children = split_parent(cli.all_runs())
+    assert parent.data.tags["sweep/launcher"] == "submitit_local"
+    assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED"]
+    assert {c.data.tags["host/torch_threads"] for c in children} == {"1"}
+    if shutil.which("sbatch") is None:
+        slurm = multirun(cli, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "k=0,1")
+        assert slurm.returncode == 2
+        assert "needs SLURM" in slurm.stderr and "hydra/launcher=submitit_local" in slurm.stderr
+        assert len(cli.all_runs()) == 3  # nothing was started
+
+
+def test_report_on_an_empty_store_lists_what_exists(cli):
+    result = subprocess.run([sys.executable, "-m", "pipeline.report"], cwd=ROOT, env=cli.env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "no experiment 'hnpipe'" in result.stderr and "experiments there: Default" in result.stderr
+
+
+def test_joblib_jobs_share_the_cores_and_n_jobs_is_clamped():
+    joblib = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+                               "n_jobs": 4})
+    assert parallel_jobs(-1, 8) == 8 and parallel_jobs(-2, 8) == 7 and parallel_jobs(16, 2) == 2
+    assert job_threads(joblib) == max(1, cpu_count() // min(4, cpu_count()))
+    basic = OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})
+    assert job_threads(basic) is None
+
+
+def test_config_hash_ignores_where_outputs_go_but_not_what_runs():
+    cfg = OmegaConf.create({"k": 2, "seed": 1, "resume": True, "train": {"batch_size": 16},
+                            "paths": {"run_dir": "/a"}, "mlflow": {"experiment_name": "x"}})
+    moved = OmegaConf.merge(cfg, {"paths": {"run_dir": "/b"}, "mlflow": {"experiment_name": "y"},
+                                  "resume": False})
+    assert config_hash(cfg) == config_hash(moved)
+    for change in ({"k": 4}, {"seed": 2}, {"train": {"batch_size": 32}}):
+        assert config_hash(OmegaConf.merge(cfg, change)) != config_hash(cfg)
