@@ -46,7 +46,7 @@ def train_metrics(train_log: dict, batch_size: int, k: int) -> dict[str, float]:
         "train/steps": steps,
         "train/runtime_s": summary["train_runtime"],
         "train/samples_per_s": summary["train_samples_per_second"],
-        "train/texts_per_s": steps * batch_size * (2 + k) / pure_s,
+        "train/texts_per_s": steps * cost.texts_per_step(batch_size, k) / pure_s,
         "train/s_per_step": pure_s / max(steps, 1),
         "train/final_loss": summary["train_loss"],
         "eval/count": len(evals),
