@@ -1,5 +1,34 @@
-"""The one exception type users see as a message instead of a traceback."""
+"""The one exception type users see as a message instead of a traceback, and where it becomes one."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+# Exit code of every refused input or environment problem (Hydra's own errors included).
+EXIT_BAD_INPUT = 2
 
 
 class PipelineError(Exception):
     """Bad input or environment: the message says what is wrong and what to do."""
+
+
+def exit_with_message(message: str) -> None:
+    """Print `error: message` to stderr and exit with EXIT_BAD_INPUT."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Turn a PipelineError raised inside the block into one printed paragraph and exit 2."""
+    try:
+        yield
+    except PipelineError as exc:
+        exit_with_message(str(exc))
+
+
+def refused(key: str, value: object, allowed: str, hint: str = "") -> PipelineError:
+    """The one shape of a refused value: the key, the value, what is allowed, what to do."""
+    return PipelineError(f"{key}={value!r} is not allowed: {allowed}.{' ' + hint if hint else ''}")

@@ -61,10 +61,13 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=files data.path=...")
     args = parser.parse_args()
 
-    from pipeline import embed, models, runner, split
-    from pipeline.cache import StageCache
+    from pipeline.config.rules import validate
     from pipeline.errors import PipelineError
-    from pipeline.schema import validate
+    from pipeline.run import models
+    from pipeline.run.cache import StageCache
+    from pipeline.run.prepare import TimedCache, mine_for_k, stage_keys
+    from pipeline.run.result import RunResult
+    from pipeline.stages import embed, split
 
     overrides = [f"model={args.model}", f"k={max(KS)}", *args.overrides]
     if args.max_rows:
@@ -97,13 +100,12 @@ def main() -> None:
         model.encode(corpus, batch_size=batch)
         encode_s = time.perf_counter() - start
 
-        cache = StageCache(Path(tmp, "cache"))
-        model_fp = models.model_fingerprint(cfg.model)
+        cache = TimedCache(StageCache(Path(tmp, "cache")), RunResult(Path(tmp, "run")))
         pipeline_s, pipeline_rows = [], []
         for k in KS:
             cfg.k = k
             start = time.perf_counter()
-            mined, _ = runner.mine_for_k(cfg, cache.get_or_build, "bench-split", train, model, model_fp)
+            mined, _ = mine_for_k(cfg, cache, stage_keys(cfg), train, model)
             pipeline_s.append(time.perf_counter() - start)
             pipeline_rows.append(len(mined))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_jsonl
+from helpers import write_jsonl
 
 GROUPS = ["data", "split", "miner", "loss", "model", "train", "eval", "hardware", "mlflow"]
 

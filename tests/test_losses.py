@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.sentence_transformer import losses
 
-from pipeline.loss_modules import HardNegativesOnlyLoss, MultiNegativeTripletLoss
+from pipeline.losses.hn_only import HardNegativesOnlyLoss
+from pipeline.losses.multi_triplet import MultiNegativeTripletLoss
 
 
 def _embeddings(batch, k, dim=8, seed=0):

@@ -6,10 +6,10 @@ import pytest
 from omegaconf import OmegaConf
 from sentence_transformers.util import mine_hard_negatives
 
-from conftest import ROOT
-from pipeline import embed, mine
-from pipeline.docstrings import harvest
-from pipeline.models import load_model
+from helpers import ROOT
+from pipeline.stages import embed, mine
+from pipeline.stages.docstrings import harvest
+from pipeline.run.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_cross_encoder_rescores_candidates_and_positives(tmp_path, static_model,
     from sentence_transformers import CrossEncoder
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from pipeline.models import _package_path
+    from pipeline.run.models import _package_path
 
     # A tiny, randomly initialised cross-encoder: real code path, seconds to run.
     ce_dir = tmp_path / "tiny-cross-encoder"

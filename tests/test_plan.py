@@ -4,14 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import FAST, ROOT
-
-
-def multirun(cli, *overrides: str) -> subprocess.CompletedProcess:
-    """`python -m pipeline -m ...` in the cli fixture's store: -m must precede every override,
-    and the fixture puts its own overrides first."""
-    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", *overrides]
-    return subprocess.run(args, cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=900)
+from helpers import FAST, ROOT
 
 
 def _plan_lines(stdout: str) -> list[str]:
@@ -33,10 +26,10 @@ def test_plan_prints_stages_cost_and_estimate_without_a_run(cli):
 
 
 def test_plan_multirun_prints_one_line_per_job(cli):
-    result = multirun(cli, "k=0,4", "loss=hn_only,mnrl", "plan=true")
+    result = cli.multirun("k=0,4", "loss=hn_only,mnrl", "plan=true")
     assert result.returncode != 0  # hn_only with k=0 is refused ...
     assert "k=0 is not allowed: at least 1 for loss=hn_only" in result.stderr
-    result = multirun(cli, "k=0,4", "plan=true")
+    result = cli.multirun("k=0,4", "plan=true")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = _plan_lines(result.stdout)
     assert [line.split(" | ")[0].split()[1] for line in lines] == ["k=0", "k=4"]

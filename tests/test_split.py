@@ -3,9 +3,9 @@
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline.docstrings import harvest
+from pipeline.stages.docstrings import harvest
 from pipeline.errors import PipelineError
-from pipeline.split import split_rows
+from pipeline.stages.split import split_rows
 
 
 @pytest.fixture(scope="module")

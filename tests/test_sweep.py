@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import FAST, ROOT, write_jsonl
-from pipeline.launch import cpu_count, job_threads, parallel_jobs
-from pipeline.sweep import config_hash
-
-
-def multirun(cli, *overrides: str) -> subprocess.CompletedProcess:
-    """`python -m pipeline -m ...` (Hydra wants -m before the overrides) with the cli fixture's setup."""
-    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", *overrides]
-    return subprocess.run(args, cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=900)
+from helpers import ROOT, write_jsonl
+from pipeline.hydra_ext.launch import cpu_count, job_threads, parallel_jobs
+from pipeline.tracking.sweeps import config_hash
 
 
 def split_parent(runs):
@@ -39,7 +33,7 @@ def sweeps(cli):
 
 
 def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_path):
-    result = multirun(cli, "k=0,1,2,2")
+    result = cli.multirun("k=0,1,2,2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 duplicate sweep job(s) dropped" in result.stdout + result.stderr
     parent, children = split_parent(cli.all_runs())
@@ -78,7 +72,7 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
 
 def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread(cli, tmp_path):
     assert not (cli.root / "mlflow.db").exists()
-    result = multirun(cli, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "k=0,1", "seed=1,2")
+    result = cli.multirun("hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "k=0,1", "seed=1,2")
     assert result.returncode == 0, result.stderr[-3000:]
     if cpu_count() < 4:
         assert f"n_jobs=4 is more than the {cpu_count()} cores here: clamped" in result.stdout + result.stderr
@@ -103,14 +97,14 @@ def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread
 
 
 def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
-    from pipeline.docstrings import harvest
+    from pipeline.stages.docstrings import harvest
 
     rows = harvest([], 4, 40, 400)[:400]
     good = write_jsonl(tmp_path / "good.jsonl", rows)
     flaky = write_jsonl(tmp_path / "flaky.jsonl", [{"anchor": " ", "positive": ""}] * 5)
     sweep = ["data=files", f"data.path={good},{flaky}", "k=1"]
 
-    first = multirun(cli, *sweep)
+    first = cli.multirun(*sweep)
     assert first.returncode != 0 and "empty after removing" in first.stderr
     (parent, children), = sweeps(cli)
     assert parent.info.status == "FAILED"
@@ -118,7 +112,7 @@ def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
     finished = next(c for c in children if c.info.status == "FINISHED")
 
     shutil.copy(good, flaky)  # the cause of the failure is fixed; the config is unchanged
-    second = multirun(cli, *sweep)
+    second = cli.multirun(*sweep)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"already FINISHED as run {finished.info.run_id}" in second.stdout + second.stderr
     (new_parent, new_children), _ = sweeps(cli)
@@ -129,7 +123,7 @@ def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
     assert rerun.data.tags["config_hash"] == failed.data.tags["config_hash"]
     assert new_parent.data.tags["reused/0"] == finished.info.run_id
 
-    third = multirun(cli, "data=files", f"data.path={good}", "k=1", "resume=false")
+    third = cli.multirun("data=files", f"data.path={good}", "k=1", "resume=false")
     assert third.returncode == 0, third.stderr[-3000:]
     (latest, (again,)), *_ = sweeps(cli)
     assert again.data.tags["config_hash"] == finished.data.tags["config_hash"]
@@ -161,14 +155,14 @@ def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path)
 
 
 def test_submitit_local_runs_the_sweep_and_slurm_without_sbatch_says_what_to_use(cli):
-    result = multirun(cli, "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", "k=0,1")
+    result = cli.multirun("hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", "k=0,1")
     assert result.returncode == 0, result.stderr[-3000:]
     parent, children = split_parent(cli.all_runs())
     assert parent.data.tags["sweep/launcher"] == "submitit_local"
     assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED"]
     assert {c.data.tags["host/torch_threads"] for c in children} == {"1"}
     if shutil.which("sbatch") is None:
-        slurm = multirun(cli, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "k=0,1")
+        slurm = cli.multirun("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "k=0,1")
         assert slurm.returncode == 2
         assert "needs SLURM" in slurm.stderr and "hydra/launcher=submitit_local" in slurm.stderr
         assert len(cli.all_runs()) == 3  # nothing was started

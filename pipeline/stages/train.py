@@ -12,7 +12,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline.hardware import resolve as resolve_hardware
 from pipeline.losses import build_loss
 
 log = logging.getLogger(__name__)
@@ -22,8 +21,8 @@ log = logging.getLogger(__name__)
 _STRATEGY = {"none": "no", "final": "no", "epoch": "epoch", "steps": "steps", "fraction": "no"}
 
 
-def training_args(cfg: DictConfig, out_dir: Path, evaluates: bool):
-    """SentenceTransformerTrainingArguments from the train, eval, hardware and seed config."""
+def training_args(cfg: DictConfig, hardware, out_dir: Path, evaluates: bool):
+    """SentenceTransformerTrainingArguments from the train, eval and seed config and the resolved hardware."""
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainingArguments
 
     strategy = _STRATEGY[cfg.eval.cadence] if evaluates else "no"
@@ -43,32 +42,32 @@ def training_args(cfg: DictConfig, out_dir: Path, evaluates: bool):
         logging_steps=cfg.train.logging_steps,
         save_strategy="no",
         report_to="none",
-        **resolve_hardware(cfg.hardware).trainer_flags(),
+        **hardware.trainer_flags(),
         disable_tqdm=True,
     )
 
 
-def run(cfg: DictConfig, model, train_ds, dev_evaluator, out_dir: Path, eval_dataset=None) -> dict:
+def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
-    Dev evaluation uses `dev_evaluator` (eval.kind=ir) or the loss on `eval_dataset`
-    (eval.kind=loss); every evaluation is timed. If the cadence never fired during training
+    Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
+    the dev split; every evaluation is timed. If the cadence never fired during training
     (e.g. eval.every beyond the last step), it warns and evaluates once at the end.
     """
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
 
-    from pipeline.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
+    from pipeline.stages.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
 
-    evaluates = (dev_evaluator is not None or eval_dataset is not None) and cfg.eval.cadence != "none"
+    evaluates = dev.evaluates
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
     callback = schedule(cfg.eval.every) if evaluates and schedule else None
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=training_args(cfg, out_dir, evaluates),
+        args=training_args(cfg, hardware, out_dir, evaluates),
         train_dataset=train_ds,
-        eval_dataset=eval_dataset if evaluates else None,
+        eval_dataset=dev.loss_data,
         loss=build_loss(cfg.loss, model),
-        evaluator=dev_evaluator if evaluates else None,
+        evaluator=dev.evaluator,
         callbacks=[callback] if callback else None,
     )
     clock = EvalClock(trainer)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from pipeline import embed
+from pipeline.stages import embed
 from pipeline.errors import PipelineError
 
 VERSION = "2"

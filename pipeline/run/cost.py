@@ -4,7 +4,7 @@ With batch B and k hard negatives a step embeds B anchors, B positives and B*k
 negatives; what it costs follows tokens (and padding) more than texts, so token
 counts come from tokenizing the training data the way the trainer batches it.
 After training, peak memory is measured here too; s/step and texts/s come from
-the trainer's own log (runner.train_metrics).
+the trainer's own log (pipeline.run.runner.train_metrics).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline.losses import score_shape
+from pipeline.losses import LOSSES
 
 # Token counts are averaged over the first batches, up to about this many texts.
 TOKEN_SAMPLE_TEXTS = 20_000
@@ -69,7 +69,7 @@ def tokens_per_step(model, train_ds, batch_size: int) -> tuple[float, float]:
 def predict(cfg: DictConfig, model, train_ds) -> dict[str, float]:
     """The cost/* figures of training `model` on `train_ds` with config `cfg`."""
     batch, k = cfg.train.batch_size, cfg.k
-    rows, cols = score_shape(cfg.loss.name, batch, k)
+    rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k)
     per_epoch, steps = total_steps(len(train_ds), cfg.train)
     real, padded = tokens_per_step(model, train_ds, batch)
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 VERSION = "1"
@@ -53,11 +54,31 @@ def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
     )
 
 
-def dev_evaluator(eval_cfg, dev_ds, train_ds, seed: int):
-    """The dev IR evaluator run during training: dev queries, corpus capped at eval.dev_max_corpus."""
-    extra = distractors(train_ds, eval_cfg.dev_distractors, seed)
-    return ir_evaluator(dev_ds, extra, "dev", eval_cfg.batch_size, eval_cfg.query_prompt,
-                        eval_cfg.corpus_prompt, eval_cfg.dev_max_corpus)
+@dataclass
+class DevSetup:
+    """What dev evaluation during training runs on: an IR evaluator, the dev loss's data, or nothing."""
+
+    evaluator: object = None
+    loss_data: object = None
+    sizes: dict[str, int] = field(default_factory=dict)  # eval/dev_* metrics
+
+    @property
+    def evaluates(self) -> bool:
+        return self.evaluator is not None or self.loss_data is not None
+
+
+def dev_setup(eval_cfg, splits, seed: int) -> DevSetup:
+    """eval.kind=ir: dev queries against dev positives (+ distractors, capped at eval.dev_max_corpus);
+    eval.kind=loss: the dev split for the loss; eval.cadence=none: nothing."""
+    if eval_cfg.cadence == "none":
+        return DevSetup()
+    if eval_cfg.kind == "loss":
+        return DevSetup(loss_data=splits["dev"], sizes={"eval/dev_queries": len(splits["dev"])})
+    extra = distractors(splits["train"], eval_cfg.dev_distractors, seed)
+    evaluator = ir_evaluator(splits["dev"], extra, "dev", eval_cfg.batch_size, eval_cfg.query_prompt,
+                             eval_cfg.corpus_prompt, eval_cfg.dev_max_corpus)
+    return DevSetup(evaluator=evaluator, sizes={"eval/dev_queries": len(evaluator.queries),
+                                                "eval/dev_corpus": len(evaluator.corpus)})
 
 
 def pick_metrics(raw: dict, name: str) -> dict[str, float]:

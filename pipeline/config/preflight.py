@@ -8,8 +8,6 @@ after a 70 s network hang or halfway through a run.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import urllib.error
 import urllib.request
@@ -19,51 +17,10 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig
 
 from pipeline.errors import PipelineError
+from pipeline.stages import sources
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 _TIMEOUT_S = 5
-
-
-def _file_columns(path: Path) -> dict[str, object]:
-    """Column name -> a sample value (or arrow type for parquet), read cheaply."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return {f.name: f.type for f in pq.read_schema(path)}
-    with path.open(encoding="utf-8", newline="") as handle:
-        if suffix == ".csv":
-            header = next(csv.reader(handle), None)
-            return dict.fromkeys(header or [], "")
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                return row if isinstance(row, dict) else {}
-    return {}
-
-
-def check_data_file(cfg: DictConfig) -> None:
-    """A data=files source exists, is not empty and has the mapped text columns."""
-    path = Path(cfg.path)
-    if not path.is_file():
-        raise PipelineError(f"data.path={cfg.path!r}: no such file.")
-    try:
-        columns = _file_columns(path)
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise PipelineError(f"data.path={cfg.path!r} could not be read: {exc}") from exc
-    if not columns:
-        raise PipelineError(f"data.path={cfg.path!r} holds no rows: the data is empty.")
-    for role in ("anchor", "positive"):
-        column = cfg[f"{role}_column"]
-        if column not in columns:
-            raise PipelineError(
-                f"data.{role}_column={column!r}: no such column; the data has columns "
-                f"{list(columns)}. Set data.{role}_column to one of them.")
-        sample = columns[column]
-        if not (isinstance(sample, str) or str(sample) in ("string", "large_string")):
-            raise PipelineError(
-                f"data.{role}_column={column!r} holds {type(sample).__name__} values "
-                f"(e.g. {sample!r}); it must hold text.")
 
 
 def check_model(cfg: DictConfig) -> None:
@@ -126,6 +83,6 @@ def check_writable(outputs_dir: str) -> None:
 def preflight(cfg: DictConfig) -> None:
     """Run every check (the outputs dir is checked earlier, by a Hydra callback)."""
     if cfg.data.source == "files":
-        check_data_file(cfg.data)
+        sources.check(cfg.data)
     check_model(cfg.model)
     check_tracking(cfg.mlflow)

@@ -6,82 +6,17 @@ appear in two splits: a leaked positive would make test scores lie.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline import docstrings
 from pipeline.errors import PipelineError
+from pipeline.stages.sources import load_pairs
 
 VERSION = "1"
 SPLITS = ("train", "dev", "test")
-_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-def data_fingerprint(cfg: DictConfig) -> str:
-    """What the data depends on beyond its config: file contents, or the environment."""
-    if cfg.source == "docstrings":
-        return docstrings.fingerprint(list(cfg.packages))
-    if cfg.source == "files":
-        path = Path(cfg.path)
-        if not path.is_file():
-            raise PipelineError(f"data.path={cfg.path!r}: no such file.")
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    return ""  # hub datasets: path, name, split and revision are all in the config
-
-
-def _load_raw(cfg: DictConfig):
-    import datasets
-
-    if cfg.source == "docstrings":
-        rows = docstrings.harvest(list(cfg.packages), cfg.min_summary_words,
-                                  cfg.min_body_chars, cfg.max_body_chars)
-        return datasets.Dataset.from_list(rows)
-    if cfg.source == "files":
-        fmt = _FORMATS.get(Path(cfg.path).suffix.lower())
-        if fmt is None:
-            raise PipelineError(f"data.path={cfg.path!r}: unknown format; allowed suffixes: "
-                                f"{', '.join(_FORMATS)}.")
-        try:
-            return datasets.load_dataset(fmt, data_files=str(cfg.path), split="train")
-        except Exception as exc:  # empty or malformed files fail deep inside datasets
-            raise PipelineError(f"data.path={cfg.path!r}: could not be read as {fmt}: {exc}") from exc
-    try:
-        return datasets.load_dataset(cfg.path, cfg.name, split=cfg.split, revision=cfg.revision)
-    except Exception as exc:
-        raise PipelineError(
-            f"data.path={cfg.path!r} (name={cfg.name}, split={cfg.split}) could not be loaded "
-            f"from the Hugging Face hub: {exc}. Offline, use data=docstrings or data=files."
-        ) from exc
-
-
-def load_pairs(cfg: DictConfig) -> list[dict]:
-    """Rows {anchor, positive[, group]} from the configured source, checked."""
-    ds = _load_raw(cfg)
-    wanted = {"anchor": cfg.get("anchor_column", "anchor"),
-              "positive": cfg.get("positive_column", "positive")}
-    for role, column in wanted.items():
-        if column not in ds.column_names:
-            raise PipelineError(
-                f"data.{role}_column={column!r}: no such column; the data has columns "
-                f"{ds.column_names}. Set data.{role}_column to one of them."
-            )
-    if cfg.max_rows:
-        ds = ds.select(range(min(cfg.max_rows, len(ds))))
-    rows = []
-    for row in ds:
-        pair = {role: row[column] for role, column in wanted.items()}
-        for role, value in pair.items():
-            if not isinstance(value, str):
-                raise PipelineError(
-                    f"data.{role}_column={wanted[role]!r} holds {type(value).__name__} values "
-                    f"(e.g. {value!r}); it must hold text."
-                )
-        rows.append(pair | {"_extra": row})
-    return rows
 
 
 def _group_of(row: dict, group_column: str | None) -> str:

@@ -1,7 +1,7 @@
-"""Losses sentence-transformers does not ship, written in the style of its own.
+"""InfoNCE over a query's own positive and hard negatives, without in-batch negatives.
 
-Imported lazily (by losses.build_loss): importing sentence-transformers is slow,
-and the schema must refuse bad input without it.
+Imported lazily (by the registry's builder): importing sentence-transformers is
+slow, and config checks must refuse bad input without it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sentence_transformers.base.losses.merged_forward import embed_columns
-from sentence_transformers.sentence_transformer.losses import TripletLoss
 from sentence_transformers.util import pairwise_cos_sim
 
 
@@ -95,15 +94,3 @@ class HardNegativesOnlyLoss(nn.Module):
     url={https://arxiv.org/abs/2004.04906},
 }
 """
-
-
-class MultiNegativeTripletLoss(TripletLoss):
-    """:class:`TripletLoss` over (anchor, positive, negative_1, ..., negative_k) n-tuples: the
-    triplet term of each (anchor, positive, negative_i), averaged over the k negatives. With
-    k = 1 it is TripletLoss itself; each column is embedded once however large k is."""
-
-    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
-        anchor, positive, *negatives = embeddings
-        triplet = super().compute_loss_from_embeddings
-        per_negative = [triplet([anchor, positive, negative], labels) for negative in negatives]
-        return torch.stack(per_negative).mean()

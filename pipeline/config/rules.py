@@ -1,0 +1,188 @@
+"""Config checks, run right after Hydra composes the config.
+
+Each group's node is merged onto its typed shape (unknown keys and wrong types
+fail there), then the rules between keys run. Every failure is one
+PipelineError naming the key, the value and what is allowed, raised before any
+data or model loads. `validate` returns the resolved hardware, so a run resolves
+it once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.config.schema import CHOICES, DATA, GROUPS
+from pipeline.errors import PipelineError, refused
+from pipeline.losses import LOSSES, MAX_K
+
+
+def _typed(group: str, node: DictConfig, schema: type) -> None:
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as exc:
+        key = f"{group}.{exc.key}" if getattr(exc, "key", None) else group
+        value = OmegaConf.select(node, str(exc.key), default=None) if getattr(exc, "key", None) else None
+        reason = str(exc).splitlines()[0]
+        raise PipelineError(f"{key}={value!r} is not allowed: {reason}. Expected fields of "
+                            f"{group}: {', '.join(schema.__dataclass_fields__)}.") from None
+    unset = [key for key in schema.__dataclass_fields__ if key not in node.keys()]  # deleted with ~key
+    if unset:
+        raise PipelineError(f"{group}.{unset[0]} is not set: the {group} group needs it "
+                            f"(fields of {group}: {', '.join(schema.__dataclass_fields__)}).")
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_K:
+        raise refused("k", k, f"an integer number of hard negatives from 0 to {MAX_K}",
+                      "For example k=8, or k=0 for plain pairs.")
+
+
+def _check_ratios(split: DictConfig) -> None:
+    missing = [part for part in ("train", "dev", "test") if OmegaConf.is_missing(split, part)]
+    if missing:
+        raise PipelineError(f"split ratios {', '.join(missing)} are not set: give all three, e.g. "
+                            "split=custom split.train=0.6 split.dev=0.2 split.test=0.2.")
+    for part in ("train", "dev", "test"):
+        if not 0 <= split[part] <= 1:
+            raise refused(f"split.{part}", split[part], "a ratio between 0 and 1")
+    if split.test <= 0:
+        raise refused("split.test", split.test, "a ratio above 0: the test split measures the run")
+    if split.train <= 0:
+        raise refused("split.train", split.train, "a ratio above 0: there must be data to train on")
+    total = split.train + split.dev + split.test
+    if abs(total - 1) > 1e-6:
+        raise PipelineError(
+            f"split ratios train={split.train}, dev={split.dev}, test={split.test} sum to "
+            f"{total:g}, not 1: adjust them, e.g. split.train={1 - split.dev - split.test:g}.")
+    if split.max_test is not None and split.max_test < 1:
+        raise refused("split.max_test", split.max_test,
+                      "null (no cap) or at least 1 row: the test stage needs data")
+    if split.max_dev is not None and split.max_dev < 0:
+        raise refused("split.max_dev", split.max_dev, "null (no cap) or 0 or more rows")
+
+
+def _check_dev_data(cfg: DictConfig) -> None:
+    """Dev evaluation during training needs dev rows; catch that here, not inside the trainer."""
+    if cfg.eval.cadence == "none":
+        return
+    for key, value in (("split.dev", cfg.split.dev), ("split.max_dev", cfg.split.max_dev)):
+        if value == 0:
+            raise refused(key, value, f"above 0 while eval.cadence={cfg.eval.cadence} evaluates on dev",
+                          "Raise it, or set eval=none.")
+    if cfg.eval.dev_max_corpus is not None and cfg.eval.dev_max_corpus < 1:
+        raise refused("eval.dev_max_corpus", cfg.eval.dev_max_corpus, "null (no cap) or at least 1 document")
+
+
+def _check_eval_every(eval_cfg: DictConfig) -> None:
+    if eval_cfg.cadence not in ("steps", "fraction"):
+        return
+    every = eval_cfg.every
+    if eval_cfg.cadence == "fraction":
+        ok, allowed = every is not None and 0 < every < 1, \
+            "a fraction of training between 0 and 1, e.g. eval.every=0.25"
+    else:
+        ok, allowed = every is not None and every >= 1 and float(every).is_integer(), \
+            "a whole number of steps >= 1"
+    if not ok:
+        raise refused("eval.every", every, allowed)
+
+
+def _check_loss(cfg: DictConfig) -> None:
+    """Each loss's own limits on k, batch size, model and its own keys (from its registry entry)."""
+    loss, k, batch = cfg.loss, cfg.k, cfg.train.batch_size
+    spec = LOSSES[loss.name]
+    if not spec.min_k <= k <= spec.max_k:
+        allowed = f"at least {spec.min_k}" if spec.max_k == MAX_K else f"{spec.min_k} to {spec.max_k}"
+        raise refused("k", k, f"{allowed} for loss={loss.name}: {spec.k_reason}",
+                      "Choose another k, or loss=mnrl (any k).")
+    if batch < 2 and spec.in_batch:
+        raise refused("train.batch_size", batch,
+                      f"at least 2 for loss={loss.name}: in-batch negatives need other rows in the batch",
+                      "loss=hn_only and loss=triplet train without them.")
+    if batch < 1:
+        raise refused("train.batch_size", batch, "at least 1")
+    for key, allowed in spec.choices.items():
+        if loss[key] not in allowed:
+            raise refused(f"loss.{key}", loss[key], f"one of {', '.join(allowed)}")
+    if spec.check:
+        spec.check(loss, batch)
+    if spec.needs_transformer and cfg.model.kind == "static":
+        raise refused("model.kind", "static", f"a transformer model for loss={loss.name}: "
+                      f"{spec.needs_transformer}", "Use model=minilm or model=hub.")
+
+
+def _check_miner(miner: DictConfig, k: int) -> None:
+    """Candidate window, margins and score bounds must leave room for k negatives."""
+    if miner.range_min < 0:
+        raise refused("miner.range_min", miner.range_min, "0 or more")
+    if miner.range_min >= miner.range_max:
+        raise refused("miner.range_min", miner.range_min,
+                      f"below miner.range_max={miner.range_max}: candidates are ranks "
+                      "range_min..range_max-1", "Lower miner.range_min or raise miner.range_max.")
+    if miner.batch_size < 1:
+        raise refused("miner.batch_size", miner.batch_size, "at least 1")
+    # Bi-encoder scores are cosines, so a gap to the positive lies in [0, 2]; cross-encoder logits are unbounded.
+    top = float("inf") if miner.cross_encoder else 2.0
+    if miner.absolute_margin is not None and not 0 <= miner.absolute_margin <= top:
+        raise refused("miner.absolute_margin", miner.absolute_margin,
+                      f"null or a score gap from 0 to {top:g} below the positive's score")
+    if miner.relative_margin is not None and not 0 <= miner.relative_margin <= 1:
+        raise refused("miner.relative_margin", miner.relative_margin,
+                      "null or a fraction from 0 to 1 of the positive's score, e.g. 0.05")
+    if None not in (miner.min_score, miner.max_score) and miner.min_score >= miner.max_score:
+        raise refused("miner.min_score", miner.min_score, f"below miner.max_score={miner.max_score}")
+    if k > 0 and miner.on_short == "drop" and miner.range_max - miner.range_min < k:
+        raise refused("miner.range_max", miner.range_max,
+                      f"at least range_min + k = {miner.range_min + k}, so {k} negatives fit "
+                      "in the candidate range",
+                      "Raise miner.range_max, lower miner.range_min or k, or set miner.on_short=fill "
+                      "to top short queries up with random negatives.")
+    if miner.cross_encoder and not os.path.isdir(miner.cross_encoder):
+        raise PipelineError(f"miner.cross_encoder={miner.cross_encoder!r}: no such directory; it "
+                            "must be a local CrossEncoder model directory, or null for none.")
+    if miner.use_faiss and importlib.util.find_spec("faiss") is None:
+        raise PipelineError("miner.use_faiss=true needs faiss, which is not installed: "
+                            "pip install 'hnpipe[faiss]' (faiss-cpu), or set miner.use_faiss=false.")
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise refused(key, value, f"one of {', '.join(allowed)}")
+
+
+def validate(cfg: DictConfig):
+    """Raise PipelineError on the first bad value in the composed config; return the resolved Hardware."""
+    _check_k(cfg.k)
+    for flag in ("resume", "plan"):
+        if not isinstance(cfg.get(flag), bool):
+            raise refused(flag, cfg.get(flag), "true or false")
+    source = cfg.data.get("source")
+    if source not in DATA:
+        raise refused("data.source", source, f"one of {', '.join(DATA)}")
+    _typed("data", cfg.data, DATA[source])
+    if cfg.loss.get("name") not in LOSSES:
+        raise refused("loss.name", cfg.loss.get("name"), f"one of {', '.join(LOSSES)}")
+    _typed("loss", cfg.loss, LOSSES[cfg.loss.name].keys)
+    for group, schema in GROUPS.items():
+        _typed(group, cfg[group], schema)
+    _check_choices(cfg)
+    _check_ratios(cfg.split)
+    if cfg.data.source == "files" and OmegaConf.is_missing(cfg.data, "path"):
+        raise PipelineError("data=files needs a file: add data.path=/path/to/pairs.jsonl "
+                            "(jsonl, csv or parquet).")
+    _check_dev_data(cfg)
+    _check_loss(cfg)
+    _check_miner(cfg.miner, cfg.k)
+    _check_eval_every(cfg.eval)
+    if cfg.model.max_seq_length < 1:
+        raise refused("model.max_seq_length", cfg.model.max_seq_length, "at least 1 token")
+    from pipeline.config import hardware  # imports torch: only for a config that passed everything else
+
+    return hardware.resolve(cfg.hardware)

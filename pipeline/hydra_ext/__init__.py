@@ -1,0 +1,1 @@
+"""Hydra glue: callbacks that run around jobs and sweeps, launcher shares, resolvers."""

@@ -1,0 +1,70 @@
+"""Hydra callbacks (registered in conf/hydra/default.yaml): checks before Hydra makes a run
+directory, and a sweep's MLflow parent run, opened before any job starts."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from pipeline.config.preflight import check_writable
+from pipeline.errors import reported
+from pipeline.hydra_ext.launch import check_launcher
+from pipeline.run.provenance import git_commit
+from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
+
+log = logging.getLogger(__name__)
+
+
+class CheckOutputsDir(Callback):
+    """Refuse an unwritable outputs dir with a message, not Hydra's mkdir traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        with reported():
+            check_writable(config.paths.outputs_dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        with reported():
+            check_writable(config.paths.outputs_dir)
+
+
+class SweepParentRun(Callback):
+    """Opens the sweep's parent run at multirun start and ends it at multirun end (or at exit,
+    FAILED or KILLED, when a job failed or the sweep was interrupted)."""
+
+    def __init__(self) -> None:
+        self.parent = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from pipeline.tracking import names, sweeps
+
+        with reported():
+            check_launcher(config.hydra.launcher)
+        if config.get("plan"):  # plan mode prints and exits: no MLflow runs
+            return
+        raise_keyboard_interrupt_on_sigterm()
+        swept = dict(config.hydra.sweeper.params or {})
+        swept |= dict(o.split("=", 1) for o in config.hydra.overrides.task if "=" in o)
+        tags = {names.SWEEP_LAUNCHER: config.hydra.runtime.choices["hydra/launcher"],
+                names.SWEEP_OVERRIDES: " ".join(f"{k}={v}" for k, v in swept.items()),
+                names.PRESET: str(config.preset), names.GIT_COMMIT: git_commit(config.paths.root_dir)}
+        self.parent = sweeps.open_parent(config.mlflow, Path(config.hydra.sweep.dir), tags)
+        atexit.register(self._end_if_stopped)
+        log.info("sweep %s: parent run %s in experiment %s", self.parent.sweep_id, self.parent.run_id,
+                 config.mlflow.experiment_name)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from pipeline.tracking import sweeps
+
+        if self.parent is not None:
+            sweeps.finish_parent(self.parent)
+            self.parent = None
+
+    def _end_if_stopped(self) -> None:
+        from pipeline.tracking import sweeps
+
+        if self.parent is not None:
+            sweeps.end_stopped_parent(self.parent)

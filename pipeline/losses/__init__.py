@@ -1,0 +1,157 @@
+"""The loss registry: one entry per loss says everything the pipeline needs to know of it.
+
+Config checks read their choices, k ranges and messages from here; the cost model
+reads the score-matrix shape; training builds the loss module from here. Adding
+a loss is one entry (plus a file under losses/ if sentence-transformers lacks it,
+and its conf/loss/NAME.yaml).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pipeline.errors import refused
+
+# The most hard negatives any run takes (config checks refuse more).
+MAX_K = 64
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What a loss is: its config keys, the k and batch it accepts and why, its scores, its builder."""
+
+    name: str
+    keys: type  # dataclass of the loss group's keys (types only: defaults live in conf/loss/NAME.yaml)
+    build: Callable[[DictConfig, Any], Any]  # (loss config, model) -> the loss module
+    score_cols: Callable[[int, int], int]  # (batch, k) -> columns of the B-row score matrix per step
+    min_k: int = 0
+    max_k: int = MAX_K
+    k_reason: str = ""  # why k outside min_k..max_k is refused
+    in_batch: bool = False  # other rows' candidates are negatives too: needs batch >= 2
+    needs_transformer: str = ""  # why model=static is refused, if it is
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    check: Optional[Callable[[DictConfig, int], None]] = None  # extra rule on (loss config, batch)
+
+    def score_shape(self, batch_size: int, k: int) -> tuple[int, int]:
+        """(rows, cols) of the score matrix this loss computes per step."""
+        return batch_size, self.score_cols(batch_size, k)
+
+
+@dataclass
+class ScaledKeys:
+    name: str = MISSING
+    scale: float = MISSING
+
+
+@dataclass
+class CachedMnrlKeys(ScaledKeys):
+    mini_batch_size: int = MISSING
+
+
+@dataclass
+class GistKeys:
+    name: str = MISSING
+    guide: Optional[str] = MISSING
+    temperature: float = MISSING
+    margin_strategy: str = MISSING
+    margin: float = MISSING
+
+
+@dataclass
+class TripletKeys:
+    name: str = MISSING
+    distance: str = MISSING
+    margin: float = MISSING
+
+
+def _mnrl(cfg: DictConfig, model):
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    return MultipleNegativesRankingLoss(model, scale=cfg.scale)
+
+
+def _hn_only(cfg: DictConfig, model):
+    from pipeline.losses.hn_only import HardNegativesOnlyLoss
+
+    return HardNegativesOnlyLoss(model, scale=cfg.scale)
+
+
+def _cached_mnrl(cfg: DictConfig, model):
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+
+    return CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
+
+
+def _gist_guide(cfg: DictConfig, model):
+    """GIST's guide: a frozen copy of the base model, or the model cfg.guide names."""
+    if cfg.guide is None:
+        guide = copy.deepcopy(model)
+    else:
+        from pipeline.run.models import load_model
+
+        guide = load_model(OmegaConf.create({"kind": "hub", "id": cfg.guide,
+                                             "max_seq_length": model.max_seq_length}),
+                           device=str(model.device))
+    guide.requires_grad_(False)
+    return guide.eval()
+
+
+def _gist(cfg: DictConfig, model):
+    from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss
+
+    return GISTEmbedLoss(model, _gist_guide(cfg, model), temperature=cfg.temperature,
+                         margin_strategy=cfg.margin_strategy, margin=cfg.margin)
+
+
+def _triplet(cfg: DictConfig, model):
+    from sentence_transformers.sentence_transformer.losses import TripletDistanceMetric
+
+    from pipeline.losses.multi_triplet import MultiNegativeTripletLoss
+
+    metric = getattr(TripletDistanceMetric, cfg.distance.upper())
+    return MultiNegativeTripletLoss(model, distance_metric=metric, triplet_margin=cfg.margin)
+
+
+def _mini_batch_fits(cfg: DictConfig, batch_size: int) -> None:
+    if not 1 <= cfg.mini_batch_size <= batch_size:
+        raise refused("loss.mini_batch_size", cfg.mini_batch_size,
+                      f"1 to train.batch_size={batch_size}: it is how many rows of the batch are "
+                      "embedded at once, so it bounds memory and cannot exceed the batch")
+
+
+def _in_batch_cols(batch: int, k: int) -> int:
+    return batch * (1 + k)
+
+
+def _own_cols(batch: int, k: int) -> int:
+    return 1 + k
+
+
+LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in (
+    LossSpec("mnrl", ScaledKeys, _mnrl, _in_batch_cols, in_batch=True),
+    LossSpec("hn_only", ScaledKeys, _hn_only, _own_cols, min_k=1,
+             k_reason="it contrasts each query's positive with its own hard negatives only, so it "
+                      "needs at least one"),
+    LossSpec("cached_mnrl", CachedMnrlKeys, _cached_mnrl, _in_batch_cols, in_batch=True,
+             needs_transformer="GradCache splits each column into mini-batches, and StaticEmbedding's "
+                               "flat token stream has no batch dimension to split",
+             check=_mini_batch_fits),
+    # GIST scores anchor-positive, anchor-anchor, positive-positive and anchor-negative blocks.
+    LossSpec("gist", GistKeys, _gist, lambda batch, k: batch * (3 + k), max_k=1, in_batch=True,
+             k_reason="GISTEmbedLoss takes (anchor, positive) pairs or (anchor, positive, negative) "
+                      "triplets only",
+             needs_transformer="GISTEmbedLoss needs a transformers tokenizer, which StaticEmbedding lacks",
+             choices={"margin_strategy": ("absolute", "relative")}),
+    LossSpec("triplet", TripletKeys, _triplet, _own_cols, min_k=1,
+             k_reason="each triplet needs a hard negative",
+             choices={"distance": ("euclidean", "cosine", "manhattan")}),
+)}
+
+
+def build_loss(cfg: DictConfig, model):
+    """The loss module for loss config `cfg`, wrapping `model` (config checks refused unknown names)."""
+    return LOSSES[cfg.name].build(cfg, model)

@@ -1,0 +1,133 @@
+"""Run the stages once: prepare -> score the base model -> train -> evaluate; time each.
+
+The runner computes and returns a RunResult; every figure goes onto it the moment
+it is measured, and the result passes it on to its sink (the recorder in
+tracking/, the only code that speaks to MLflow).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from pipeline.run import cost
+from pipeline.run.prepare import Prepared, prepare
+from pipeline.run.result import RunResult, Sink
+from pipeline.stages import evaluate, train
+from pipeline.tracking.names import MODEL_DIR, warning
+
+log = logging.getLogger(__name__)
+
+
+def train_metrics(train_log: dict, batch_size: int, k: int) -> dict[str, float]:
+    """Throughput from the trainer's log history; dev-evaluation cost from the timed evaluations.
+
+    Pure training time is the training loop minus the evaluations inside it; the eval
+    fraction divides all dev evaluation time (a final one after the loop included) by it.
+    """
+    history = train_log["log_history"]
+    summary = next(entry for entry in reversed(history) if "train_runtime" in entry)
+    evals = train_log["dev_evals"]
+    eval_s = sum(entry["seconds"] for entry in evals)
+    steps = train_log["global_step"]
+    pure_s = max(summary["train_runtime"] - sum(e["seconds"] for e in evals if e["in_train"]), 1e-9)
+    return {
+        "train/steps": steps,
+        "train/runtime_s": summary["train_runtime"],
+        "train/samples_per_s": summary["train_samples_per_second"],
+        "train/texts_per_s": steps * cost.texts_per_step(batch_size, k) / pure_s,
+        "train/s_per_step": pure_s / max(steps, 1),
+        "train/final_loss": summary["train_loss"],
+        "eval/count": len(evals),
+        "time/train_pure_s": pure_s,
+        "time/eval_in_train_s": eval_s,
+        "time/eval_fraction": eval_s / pure_s,
+    }
+
+
+def step_history(train_log: dict) -> list[tuple[int, dict[str, float]]]:
+    """(step, {train/loss, dev/*}) for each entry of the trainer's log history that has any."""
+    out = []
+    for entry in train_log["log_history"]:
+        figures = {"train/loss": entry["loss"]} if "loss" in entry else {}
+        figures |= {key.replace("eval_dev_cosine_", "dev/").replace("@", "_at_"): value
+                    for key, value in entry.items() if key.startswith("eval_dev_cosine_")}
+        if "eval_loss" in entry:
+            figures["dev/loss"] = entry["eval_loss"]
+        if figures:
+            out.append((entry.get("step", 0), figures))
+    return out
+
+
+def eval_cost_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
+    """Warnings worth a tag: the train stage's own, and dev evaluation costing more than training."""
+    warnings = dict(train_log["warnings"])
+    if metrics["time/eval_fraction"] > 1:
+        warnings["eval_dominates"] = (
+            f"dev evaluation took {metrics['time/eval_in_train_s']:.1f} s, "
+            f"{metrics['time/eval_fraction']:.1f}x the pure training time: evaluate less often "
+            "(eval.cadence, eval.every), cap the dev set (split.max_dev, eval.dev_max_corpus) "
+            "or use eval.kind=loss.")
+        log.warning(warnings["eval_dominates"])
+    return warnings
+
+
+def _base_scores(cfg: DictConfig, prepared: Prepared, test_corpus: list[str], result: RunResult) -> dict:
+    """The base model's test metrics, scored before training changes it; cached per (data, split, model)."""
+    entry, seconds = prepared.cache.get("base_eval", prepared.keys["base_eval"], lambda out: evaluate.run(
+        prepared.model, prepared.splits["test"], test_corpus, cfg.eval.batch_size, out,
+        cfg.eval.query_prompt, cfg.eval.corpus_prompt))
+    result.add({"time/base_eval_s": seconds})
+    return json.loads((entry.path / "metrics.json").read_text())
+
+
+def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> None:
+    dev = evaluate.dev_setup(cfg.eval, prepared.splits, cfg.seed)
+    result.add(dev.sizes)
+    cost.reset_peak_memory(hardware.device)
+    start = time.perf_counter()
+    train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir)
+    result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device))
+    figures = train_metrics(train_log, cfg.train.batch_size, cfg.k)
+    result.add(figures, {warning(name): text
+                         for name, text in eval_cost_warnings(figures, train_log).items()})
+    for step, values in step_history(train_log):
+        result.add_step(step, values)
+
+
+def _test(cfg: DictConfig, prepared: Prepared, test_corpus: list[str], base: dict, result: RunResult) -> None:
+    start = time.perf_counter()
+    test_dir = result.run_dir / "test"
+    test_dir.mkdir(exist_ok=True)
+    tuned = evaluate.run(prepared.model, prepared.splits["test"], test_corpus, cfg.eval.batch_size, test_dir,
+                         cfg.eval.query_prompt, cfg.eval.corpus_prompt)
+    test_s = time.perf_counter() - start
+    figures = {"time/test_s": test_s, "time/eval_s": test_s + result.metrics["time/base_eval_s"],
+               "test/corpus_size": tuned["corpus_size"], "test/queries": tuned["queries"]}
+    for name in evaluate.METRICS:
+        figures |= {f"test/{name}": tuned[name], f"base/{name}": base[name],
+                    f"gain/{name}": tuned[name] - base[name]}
+    result.add(figures, {MODEL_DIR: str(result.model_dir)})
+
+
+def run(cfg: DictConfig, hardware, sink: Sink | None = None) -> RunResult:
+    """Run the pipeline once for config `cfg` on the resolved `hardware`; figures go to `sink` as measured."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    result = RunResult(Path(cfg.paths.run_dir), sink)
+    result.run_dir.mkdir(parents=True, exist_ok=True)
+    result.add(tags=hardware.tags())
+    start = time.perf_counter()
+    prepared = prepare(cfg, hardware, result)
+    test_corpus = evaluate.distractors(prepared.splits["train"], cfg.eval.test_distractors, cfg.seed)
+    base = _base_scores(cfg, prepared, test_corpus, result)
+    result.add(cost.predict(cfg, prepared.model, prepared.train_ds))
+    _train(cfg, hardware, prepared, result)
+    _test(cfg, prepared, test_corpus, base, result)
+    result.add({"time/total_s": time.perf_counter() - start})
+    return result

@@ -1,0 +1,4 @@
+"""The pipeline's stages: each a function from its config and upstream outputs to outputs on disk.
+
+No stage imports Hydra or MLflow: the runner wires them and the recorder logs what they return.
+"""

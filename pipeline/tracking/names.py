@@ -1,0 +1,34 @@
+"""Tag names that more than one module writes or reads: spelled once, here.
+
+Metric names stay where they are measured (a stage's stats, the runner's timings);
+these are the names that tie runs together: sweeps, resume, provenance.
+"""
+
+from __future__ import annotations
+
+SWEEP_ID = "sweep/id"
+SWEEP_PARENT = "sweep/parent"  # "true" on a sweep's parent run
+SWEEP_DIR = "sweep/dir"
+SWEEP_JOB = "sweep/job_num"
+SWEEP_LAUNCHER = "sweep/launcher"
+SWEEP_OVERRIDES = "sweep/overrides"
+REUSED = "reused/"  # + job number, on a parent run: the FINISHED run a resumed job reused
+PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: makes a run a nested child in the UI
+CONFIG_HASH = "config_hash"
+ERROR = "error"
+PRESET = "preset"
+GIT_COMMIT = "git_commit"
+MODEL_DIR = "model_dir"
+HYDRA_OVERRIDES = "hydra/overrides"
+HYDRA_OUTPUT_DIR = "hydra/output_dir"
+# The final quality figure a Hydra job returns (and a sweeper could optimise).
+OBJECTIVE = "test/ndcg_at_10"
+
+
+def cache_tags(stage: str, key: str, hit: bool) -> dict[str, str]:
+    """Which stage-cache entry a run used, and whether it was already there."""
+    return {f"cache/{stage}_key": key, f"cache/{stage}_hit": str(hit).lower()}
+
+
+def warning(name: str) -> str:
+    return f"warning/{name}"

@@ -1,0 +1,78 @@
+"""The report's reads and writes of the MLflow store: which runs a report covers, and
+logging the report's files on the sweep's parent run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.tracking.names import CONFIG_HASH, PARENT_RUN, REUSED, SWEEP_ID, SWEEP_OVERRIDES, SWEEP_PARENT
+
+
+def _sweeps(client, experiment_id: str) -> list:
+    return client.search_runs([experiment_id], f"tags.`{SWEEP_PARENT}` = 'true'",
+                              order_by=["attributes.start_time DESC"], max_results=20)
+
+
+def _sweep_list(sweeps) -> str:
+    if not sweeps:
+        return "there are no sweeps yet (run one: python -m pipeline -m +experiment=sweep_k_quick)"
+    return "sweeps there, newest first: " + "; ".join(
+        f"{s.data.tags[SWEEP_ID]} ({s.info.status}, {s.data.tags.get(SWEEP_OVERRIDES, '')})"
+        for s in sweeps)
+
+
+def select_runs(client, experiment_name: str, sweep_id: str | None, filter_string: str | None):
+    """FINISHED runs to report on, and the sweep's parent run (None with --filter)."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise PipelineError(f"no experiment {experiment_name!r} in this MLflow store; "
+                            f"experiments there: {names}.")
+    eid = experiment.experiment_id
+    if filter_string and not sweep_id:
+        runs = client.search_runs([eid], filter_string, max_results=5000)
+        runs = [r for r in runs if r.data.tags.get(SWEEP_PARENT) != "true"]
+        parent = None
+    else:
+        sweeps = _sweeps(client, eid)
+        matches = [s for s in sweeps if sweep_id in (None, "latest", s.data.tags[SWEEP_ID])]
+        if sweep_id not in (None, "latest") and not matches:
+            matches = _sweeps_by_id(client, eid, sweep_id)
+        if not matches:
+            wanted = "no sweeps" if sweep_id in (None, "latest") else f"no sweep {sweep_id!r}"
+            raise PipelineError(f"{wanted} in experiment {experiment_name!r}; {_sweep_list(sweeps)}.")
+        parent = matches[0]
+        query = f"tags.{PARENT_RUN} = '{parent.info.run_id}'"
+        if filter_string:
+            query += f" and {filter_string}"
+        runs = client.search_runs([eid], query, max_results=5000)
+        runs += [client.get_run(run_id) for key, run_id in parent.data.tags.items()
+                 if key.startswith(REUSED)]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    if not finished:
+        where = f"sweep {parent.data.tags[SWEEP_ID]}" if parent else f"filter {filter_string!r}"
+        statuses = ", ".join(sorted({r.info.status for r in runs})) or "no runs at all"
+        raise PipelineError(f"{where} has no FINISHED runs to report on ({statuses}); "
+                            f"{_sweep_list(_sweeps(client, eid))}.")
+    return _latest_per_config_hash(finished), parent
+
+
+def _sweeps_by_id(client, experiment_id: str, sweep_id: str) -> list:
+    """Older sweeps than the 20 listed, looked up by their exact id."""
+    return client.search_runs([experiment_id], f"tags.`{SWEEP_ID}` = '{sweep_id}' and "
+                              f"tags.`{SWEEP_PARENT}` = 'true'")
+
+
+def _latest_per_config_hash(runs: list) -> list:
+    """One run per identical config (a resumed sweep may hold re-runs): the newest."""
+    latest: dict[str, object] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        latest[run.data.tags.get(CONFIG_HASH, run.info.run_id)] = run
+    return list(latest.values())
+
+
+def log_report(client, parent, files: list[Path]) -> None:
+    """The report's files, under report/ on the sweep's parent run."""
+    for file in files:
+        client.log_artifact(parent.info.run_id, str(file), "report")

@@ -1,0 +1,74 @@
+"""The recorder: one pipeline run as one MLflow run.
+
+Opened before the first stage, it receives each figure the moment the runner
+measures it (it is the RunResult's sink), so the UI shows a run while it goes and
+a run that fails keeps what it measured; it ends the run FINISHED, FAILED (the
+error as a tag) or KILLED, and on success writes the run summary and artifacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Iterator, Mapping
+
+from omegaconf import DictConfig
+
+from pipeline.run.result import RunResult
+from pipeline.tracking import store
+from pipeline.tracking.names import ERROR
+
+
+class MlflowRecorder:
+    """The active MLflow run, as a RunResult sink."""
+
+    def __init__(self, active_run):
+        self.run_id: str = active_run.info.run_id
+        self.experiment_id: str = active_run.info.experiment_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics(dict(metrics), step=step)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        import mlflow
+
+        mlflow.set_tags(dict(tags))
+
+    def finish(self, result: RunResult) -> dict:
+        """Write run_summary.json to the run dir and log it, with Hydra's config copies, as artifacts."""
+        import mlflow
+
+        summary = {"run_id": self.run_id, "experiment_id": self.experiment_id,
+                   "model_dir": str(result.model_dir), "metrics": result.metrics, "tags": result.tags}
+        path = result.run_dir / "run_summary.json"
+        path.write_text(json.dumps(summary, indent=1))
+        mlflow.log_artifact(str(path))
+        if (result.run_dir / ".hydra").is_dir():
+            mlflow.log_artifacts(str(result.run_dir / ".hydra"), "hydra")
+        return summary
+
+
+@contextlib.contextmanager
+def recording(cfg: DictConfig, tags: dict[str, str]) -> Iterator[MlflowRecorder]:
+    """Start the run (params = the flattened config, secrets left out); end it as it went."""
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    experiment = store.experiment_id(mlflow.MlflowClient(), cfg.mlflow)
+    active = mlflow.start_run(experiment_id=experiment, run_name=cfg.mlflow.run_name, tags=tags)
+    try:
+        mlflow.log_params(store.flatten(cfg))
+        yield MlflowRecorder(active)
+    except KeyboardInterrupt:
+        mlflow.set_tag(ERROR, "interrupted (Ctrl-C or SIGTERM)")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag(ERROR, f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+

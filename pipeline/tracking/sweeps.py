@@ -1,0 +1,94 @@
+"""Sweeps as MLflow run groups: one parent run per multirun, each job a child run; resume.
+
+The parent run is created once, before any job starts (by the Hydra callback in
+pipeline.hydra_ext.callbacks): parallel jobs then never race to migrate a fresh
+sqlite file or to create the experiment. Its id goes to <sweep dir>/sweep.json,
+where every job finds it whatever the launcher (the jobs of a SLURM sweep share
+that directory too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.tracking import names, store
+
+PARENT_FILE = "sweep.json"
+# Keys that say where results go, not what they are: left out of the config hash.
+_UNHASHED = ("paths", "mlflow", "resume")
+
+
+@dataclass
+class ParentRun:
+    client: object
+    experiment_id: str
+    run_id: str
+    sweep_id: str
+
+
+def open_parent(mlflow_cfg: DictConfig, sweep_dir: Path, tags: dict[str, str]) -> ParentRun:
+    """Create the store, the experiment and the sweep's parent run; write sweep.json for the jobs."""
+    client = store.client(mlflow_cfg.tracking_uri)
+    experiment = store.experiment_id(client, mlflow_cfg)
+    sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    tags = tags | {names.SWEEP_ID: sweep_id, names.SWEEP_PARENT: "true", names.SWEEP_DIR: str(sweep_dir)}
+    run = client.create_run(experiment, run_name=f"sweep-{sweep_id}", tags=tags)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / PARENT_FILE).write_text(json.dumps({"sweep_id": sweep_id, "parent_run_id": run.info.run_id}))
+    return ParentRun(client, experiment, run.info.run_id, sweep_id)
+
+
+def finish_parent(parent: ParentRun) -> None:
+    parent.client.set_terminated(parent.run_id, "FINISHED")
+
+
+def end_stopped_parent(parent: ParentRun) -> None:
+    """A sweep that stopped before its last job ended: KILLED if a job was, else FAILED."""
+    children = parent.client.search_runs([parent.experiment_id],
+                                         f"tags.{names.PARENT_RUN} = '{parent.run_id}'")
+    status = "KILLED" if any(c.info.status == "KILLED" for c in children) else "FAILED"
+    parent.client.set_tag(parent.run_id, names.ERROR, "the sweep stopped before its last job ended")
+    parent.client.set_terminated(parent.run_id, status)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of the resolved job config, minus where its outputs go: equal hash, equal run."""
+    content = {key: (OmegaConf.to_container(cfg[key], resolve=True)
+                     if OmegaConf.is_config(cfg[key]) else cfg[key])
+               for key in cfg if key not in _UNHASHED}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def job_tags(cfg: DictConfig, sweep_dir: Path | None) -> dict[str, str]:
+    """The config hash, and in a sweep (sweep_dir given) its id and parent, which make the run a child."""
+    tags = {names.CONFIG_HASH: config_hash(cfg)}
+    path = sweep_dir / PARENT_FILE if sweep_dir else None
+    if path and path.is_file():
+        parent = json.loads(path.read_text())
+        tags |= {names.SWEEP_ID: parent["sweep_id"], names.PARENT_RUN: parent["parent_run_id"]}
+    return tags
+
+
+def finished_twin(mlflow_cfg: DictConfig, tags: dict[str, str], job_num: int):
+    """The FINISHED run of the same config in this experiment, if any; the current sweep's
+    parent records it as `reused/<job num>`, so its report includes it."""
+    client = store.client(mlflow_cfg.tracking_uri)
+    experiment = client.get_experiment_by_name(mlflow_cfg.experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.{names.CONFIG_HASH} = '{tags[names.CONFIG_HASH]}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    if names.PARENT_RUN in tags:
+        client.set_tag(tags[names.PARENT_RUN], f"{names.REUSED}{job_num}", runs[0].info.run_id)
+    return runs[0]

@@ -1,0 +1,83 @@
+"""Helpers the tests share: real CLI runs in temp dirs with a real sqlite MLflow store, and
+real Hydra composition. Fixtures that use them live in conftest.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small and fast: the static model, a few steps, a short max length.
+FAST = ["model=static", "train.max_steps=6", "train.batch_size=16", "train.logging_steps=2",
+        "eval=final", "eval.test_distractors=200", "data.max_rows=800"]
+
+
+class Cli:
+    """Runs `python -m pipeline` the way a user does, in its own outputs/ and MLflow store."""
+
+    def __init__(self, root: Path, cache: Path):
+        self.root = root
+        self.cache = cache
+        self.tracking_uri = f"sqlite:///{root}/mlflow.db"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return os.environ | {"HNPIPE_ROOT": str(self.root), "MLFLOW_TRACKING_URI": self.tracking_uri,
+                             "PYTHONUNBUFFERED": "1"} | extra
+
+    def __call__(self, *overrides: str, fast: bool = True, timeout: int = 600,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-m", "pipeline", *(FAST if fast else []),
+                f"paths.cache_dir={self.cache}", *overrides]
+        return subprocess.run(args, cwd=ROOT, env=self.env(**(env or {})), capture_output=True,
+                              text=True, timeout=timeout)
+
+    def multirun(self, *overrides: str) -> subprocess.CompletedProcess:
+        """`python -m pipeline -m ...`: Hydra wants -m before every override."""
+        args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={self.cache}", *overrides]
+        return subprocess.run(args, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=900)
+
+    def runs(self):
+        """The job runs of the store, newest first (a sweep's parent run is left out)."""
+        return [run for run in self.all_runs() if run.data.tags.get("sweep/parent") != "true"]
+
+    def all_runs(self):
+        """All runs of the store, sweep parent runs included, newest first."""
+        import mlflow
+
+        client = mlflow.MlflowClient(self.tracking_uri)
+        experiments = client.search_experiments()
+        return client.search_runs([e.experiment_id for e in experiments], order_by=["start_time DESC"])
+
+    def summary(self, run) -> dict:
+        return json.loads(Path(run.data.tags["hydra/output_dir"], "run_summary.json").read_text())
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def compose(overrides: list[str]):
+    """The config `python -m pipeline OVERRIDES` would run, Hydra's own keys included."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def assert_refused(overrides: list[str], words: list[str]) -> None:
+    """validate() refuses the static-model config with these overrides, and says each word."""
+    from pipeline.config.rules import validate
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError) as info:
+        validate(compose(["model=static", *overrides]))
+    for word in words:
+        assert word in str(info.value)

@@ -1,0 +1,51 @@
+"""Every script under scripts/ runs on tiny data and prints what the README quotes from it,
+so a benchmark cannot silently break."""
+
+import os
+import subprocess
+import sys
+
+from helpers import ROOT
+
+
+def _script(name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, f"scripts/{name}", *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env=os.environ | (env or {}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _table(stdout: str) -> list[list[str]]:
+    """The cells of each Markdown table row, header and rule left out."""
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in stdout.splitlines()
+            if line.startswith("| ")]
+    return rows[1:]
+
+
+def test_bench_train_cost_prints_predicted_and_measured_cost():
+    result = _script("bench_train_cost.py", "--batch", "4", "--steps", "1", "--max-seq-length", "16")
+    rows = _table(result.stdout)
+    assert [(r[0], r[1], r[2], r[3], r[6]) for r in rows] == [
+        ("mnrl", "0", "8", "1.0", "4×4"), ("mnrl", "8", "40", "5.0", "4×36"),
+        ("mnrl", "64", "264", "33.0", "4×260"), ("hn_only", "64", "264", "33.0", "4×65")]
+    assert all(float(r[7].split()[0]) > 0 for r in rows)  # measured s/step
+
+
+def test_bench_mining_compares_one_pass_with_a_call_per_k():
+    result = _script("bench_mining.py", "--max-rows", "200")
+    lines = result.stdout.splitlines()
+    per_k = [line.split() for line in lines if line.split() and line.split()[0] in
+             ("1", "2", "4", "8", "16", "32", "48", "64")]
+    assert [row[0] for row in per_k] == ["1", "2", "4", "8", "16", "32", "48", "64"]
+    assert all(int(row[2]) > 0 and int(row[4]) > 0 for row in per_k)  # rows each way kept
+    assert any(line.startswith("(b)/(a)") for line in lines)
+    assert any(line.startswith("(c)") for line in lines)
+
+
+def test_bench_eval_cost_runs_both_presets_and_prints_their_figures(tmp_path):
+    result = _script("bench_eval_cost.py", "data.max_rows=300", "train.max_steps=10",
+                     "eval.test_distractors=50", env={"HNPIPE_ROOT": str(tmp_path)})
+    rows = {row[0]: row[1:] for row in _table(result.stdout)}
+    assert rows["dev evaluations"] == ["5", "2"]
+    assert all(float(value) >= 0 for value in rows["test nDCG@10"])
+    assert "wall-time ratio slow/fast" in result.stdout
