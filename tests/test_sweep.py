@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from helpers import ROOT, write_jsonl
+from helpers import FAST, ROOT, write_jsonl
 from pipeline.hydra_ext.launch import cpu_count, job_threads, parallel_jobs
 from pipeline.tracking.sweeps import config_hash
 
