@@ -67,13 +67,11 @@ def retrieval_scores(query_embeddings, corpus_embeddings, query_ids: Sequence[st
     if unjudged:
         raise ValueError(f"{len(unjudged)} queries have no relevant document, e.g. {unjudged[:3]}; "
                          "InformationRetrievalEvaluator would drop them, so leave them out")
-    from sentence_transformers.util import normalize_embeddings
-
     # Columns in ascending id order: then a column's index is its rank among ids, the tie-breaker.
     by_id = sorted(range(len(corpus_ids)), key=corpus_ids.__getitem__)
     sorted_ids = [corpus_ids[i] for i in by_id]
-    corpus = normalize_embeddings(torch.as_tensor(corpus_embeddings))[by_id]
-    queries = normalize_embeddings(torch.as_tensor(query_embeddings))
+    corpus = _unit_rows(corpus_embeddings)[by_id]
+    queries = _unit_rows(query_embeddings)
     depth = min(TOP_K, len(corpus_ids))
     hits = np.zeros((len(query_ids), TOP_K), dtype=bool)
     chunk = max(1, scores_per_chunk // len(corpus_ids))
@@ -84,6 +82,11 @@ def retrieval_scores(query_embeddings, corpus_embeddings, query_ids: Sequence[st
             hits[start + row, :depth] = [sorted_ids[column] in wanted for column in columns]
     n_relevant = np.array([len(relevant[qid]) for qid in query_ids])
     return PerQueryScores(list(query_ids), _metrics(hits, n_relevant))
+
+
+def _unit_rows(embeddings) -> torch.Tensor:
+    """Rows scaled to length 1, the same call as sentence_transformers' cos_sim makes."""
+    return torch.nn.functional.normalize(torch.as_tensor(embeddings), p=2, dim=-1)
 
 
 def _top(scores: torch.Tensor, depth: int) -> torch.Tensor:
