@@ -104,11 +104,12 @@ def test_scoring_one_query_at_a_time_changes_nothing(model, pairs):
     assert set(whole.values) == set(METRICS)
 
 
-@pytest.mark.parametrize("query_ids, corpus_ids, relevant, message", [
-    (["q"], ["a", "b"], {"q": set()}, "no relevant document"),
-    (["q", "r"], ["a", "b"], {"q": {"a"}, "r": {"a"}}, "2 query ids for 1 query embeddings"),
-    (["q"], ["a", "a"], {"q": {"a"}}, "corpus ids repeat"),
+@pytest.mark.parametrize("n_queries, query_ids, corpus_ids, relevant, message", [
+    (1, ["q"], ["a", "b"], {"q": set()}, "no relevant document"),
+    (1, ["q", "r"], ["a", "b"], {"q": {"a"}, "r": {"a"}}, "2 query ids for 1 query embeddings"),
+    (1, ["q"], ["a", "a"], {"q": {"a"}}, "corpus ids repeat"),
+    (2, ["q", "q"], ["a", "b"], {"q": {"a"}}, "query ids repeat"),
 ])
-def test_inconsistent_inputs_are_refused(query_ids, corpus_ids, relevant, message):
+def test_inconsistent_inputs_are_refused(n_queries, query_ids, corpus_ids, relevant, message):
     with pytest.raises(ValueError, match=message):
-        retrieval_scores(np.ones((1, 2)), np.ones((2, 2)), query_ids, corpus_ids, relevant)
+        retrieval_scores(np.ones((n_queries, 2)), np.ones((2, 2)), query_ids, corpus_ids, relevant)

@@ -61,8 +61,9 @@ def retrieval_scores(query_embeddings, corpus_embeddings, query_ids: Sequence[st
                          f"{len(corpus_ids)} corpus ids for {len(corpus_embeddings)} corpus embeddings")
     if not query_ids or not corpus_ids:
         raise ValueError(f"nothing to score: {len(query_ids)} queries, {len(corpus_ids)} documents")
-    if len(set(corpus_ids)) != len(corpus_ids):
-        raise ValueError("corpus ids repeat; each document needs its own id")
+    for name, ids in (("query", query_ids), ("corpus", corpus_ids)):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{name} ids repeat; each needs its own id")
     unjudged = [qid for qid in query_ids if not relevant.get(qid)]
     if unjudged:
         raise ValueError(f"{len(unjudged)} queries have no relevant document, e.g. {unjudged[:3]}; "
