@@ -179,3 +179,24 @@ def test_faiss_search_ranks_like_torch(tmp_path, static_model, train, embedded):
     a, b = np.load(with_torch / "candidates.npz"), np.load(with_faiss / "candidates.npz")
     assert np.allclose(a["window_scores"], b["window_scores"], atol=1e-5)
     assert (a["window"] == b["window"]).mean() > 0.99  # the rest: ties, or float rounding at the margin
+
+
+def test_order_reorders_each_rows_negatives_and_nothing_else(tmp_path, static_model, train, embedded):
+    entry = _ranked(tmp_path, _miner(), embedded, train, static_model)
+    ranked, _ = mine.for_k(entry, train, 8, _miner(), seed=1)
+    reversed_, _ = mine.for_k(entry, train, 8, _miner(order="reversed"), seed=1)
+    shuffled, _ = mine.for_k(entry, train, 8, _miner(order="shuffled"), seed=1)
+    again, _ = mine.for_k(entry, train, 8, _miner(order="shuffled"), seed=1)
+    other_seed, _ = mine.for_k(entry, train, 8, _miner(order="shuffled"), seed=2)
+    query_emb, corpus_emb = embed.load(embedded)
+    queries, corpus = embed.texts(train)
+    query_id = {text: i for i, text in enumerate(queries)}
+    corpus_id = {text: i for i, text in enumerate(corpus)}
+    for row, back in zip(ranked, reversed_):
+        scores = [query_emb[query_id[row["anchor"]]] @ corpus_emb[corpus_id[text]] for text in _negatives(row, 8)]
+        assert scores == sorted(scores, reverse=True)  # rank: hardest first
+        assert _negatives(back, 8) == _negatives(row, 8)[::-1]
+    assert [r["anchor"] for r in shuffled] == [r["anchor"] for r in ranked]
+    assert all(sorted(_negatives(s, 8)) == sorted(_negatives(r, 8)) for s, r in zip(shuffled, ranked))
+    assert shuffled.to_list() == again.to_list() != other_seed.to_list()
+    assert sum(_negatives(s, 8) != _negatives(r, 8) for s, r in zip(shuffled, ranked)) > 0.9 * len(ranked)

@@ -32,6 +32,7 @@ def test_presets_set_what_their_names_promise(preset, expected):
     (["k=64", "miner=range", "miner.range_max=50"], ["miner.range_max=50", "range_min + k = 74", "Raise miner.range_max",
                                "miner.on_short=fill"]),
     (["miner.on_short=pad"], ["miner.on_short='pad'", "drop, fill"]),
+    (["miner.order=random"], ["miner.order='random'", "rank, shuffled, reversed"]),
     (["miner.cross_encoder=/no/such/cross-encoder"], ["miner.cross_encoder='/no/such/cross-encoder'",
                                                        "no such directory"]),
 ])

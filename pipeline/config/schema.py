@@ -52,6 +52,7 @@ class Split:
     max_dev: Optional[int] = MISSING
     max_test: Optional[int] = MISSING
     group_column: Optional[str] = MISSING
+    seed: int = MISSING
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Miner:
     use_faiss: bool = MISSING
     on_short: str = MISSING
     cross_encoder: Optional[str] = MISSING
+    order: str = MISSING
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Eval:
     dev_max_corpus: Optional[int] = MISSING
     query_prompt: Optional[str] = MISSING
     corpus_prompt: Optional[str] = MISSING
+    test: Optional[str] = MISSING
 
 
 @dataclass
@@ -122,6 +125,7 @@ CHOICES = {
     "data.source": tuple(DATA),
     "miner.sampling_strategy": ("top", "random"),
     "miner.on_short": ("drop", "fill"),
+    "miner.order": ("rank", "shuffled", "reversed"),
     "model.kind": ("package", "static", "hub"),
     "train.batch_sampler": ("no_duplicates", "batch_sampler"),
     "eval.cadence": ("none", "final", "epoch", "steps", "fraction"),

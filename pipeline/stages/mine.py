@@ -28,7 +28,7 @@ from pipeline.stages import embed
 from pipeline.errors import PipelineError
 
 VERSION = "2"
-# Miner settings the ranking depends on; k, sampling_strategy and on_short only change the cut.
+# Miner settings the ranking depends on; k, sampling_strategy, on_short and order only change the cut.
 RANKING_KEYS = ("range_min", "range_max", "max_score", "min_score", "absolute_margin",
                 "relative_margin", "use_faiss", "cross_encoder")
 # Queries scored against the whole corpus at once (mine_hard_negatives' faiss_batch_size).
@@ -187,6 +187,17 @@ def _fill(negatives: np.ndarray, searched: np.ndarray, row_query: np.ndarray, ro
     return filled
 
 
+def _ordered(negatives: np.ndarray, order: str, seed: int) -> np.ndarray:
+    """Each row's k negatives in `order`: rank (as picked: hardest first, filled ones last),
+    reversed, or shuffled by one permutation per (seed, query); which texts a row holds never changes."""
+    if order == "rank":
+        return negatives
+    if order == "reversed":
+        return negatives[:, ::-1].copy()
+    return np.stack([row[np.random.default_rng([seed, q, 2]).permutation(len(row))]
+                     for q, row in enumerate(negatives)])
+
+
 def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
     """(training set with columns anchor, positive, negative_1..k; its stats) from a candidates entry."""
     import datasets
@@ -204,6 +215,7 @@ def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
     filled = 0
     if miner_cfg.on_short == "fill":
         filled = _fill(negatives, arrays["searched"], row_query, row_positive, len(corpus), seed)
+    negatives = _ordered(negatives, miner_cfg.order, seed)
     keep = (negatives[row_query] != -1).all(1)
     if not keep.any():
         raise PipelineError(
@@ -217,7 +229,7 @@ def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
     columns = {"anchor": pa.array(queries).take(kept_query),
                "positive": corpus_arrow.take(row_positive[keep]),
                **{f"negative_{i}": corpus_arrow.take(kept_negatives[:, i - 1]) for i in range(1, k + 1)}}
-    fingerprint = f"{entry_dir.name}-{k}-{miner_cfg.sampling_strategy}-{miner_cfg.on_short}-{seed}"
+    fingerprint = f"{entry_dir.name}-{k}-{miner_cfg.sampling_strategy}-{miner_cfg.on_short}-{miner_cfg.order}-{seed}"
     mined = datasets.Dataset(datasets.table.InMemoryTable(pa.table(columns)), fingerprint=fingerprint)
     stats = json.loads((entry_dir / "stats.json").read_text()) | {
         "mine/rows_in": len(train_ds), "mine/rows_out": int(keep.sum()),
