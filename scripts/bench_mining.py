@@ -85,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-mining-") as tmp:
         split_dir = Path(tmp, "split")
         split_dir.mkdir()
-        split.run(cfg.data, cfg.split, cfg.seed, split_dir)
+        split.run(cfg.data, cfg.split, True, split_dir)
         train = split.load(split_dir)["train"]
         model = models.load_model(cfg.model)
         queries, corpus = embed.texts(train)

@@ -1,6 +1,10 @@
 """Real CLI runs: split -> mine -> train -> evaluate, recorded in a real MLflow store."""
 
+import json
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from helpers import write_jsonl
 
@@ -29,7 +33,24 @@ def test_run_with_hard_negatives_is_recorded_in_mlflow(cli):
     model_dir = Path(run.data.tags["model_dir"])
     assert (model_dir / "modules.json").is_file()
     artifacts = {a.path for a in cli_artifacts(cli, run)}
-    assert {"run_summary.json", "hydra"} <= artifacts
+    assert {"run_summary.json", "hydra", "test", "base"} <= artifacts
+    assert metrics["split/leaked_queries"] == 0  # docstring anchors are unique
+    for prefix in ("test", "base"):  # per-query scores whose means are the logged metrics
+        scores = per_query(cli, run, prefix)["queries"]
+        assert len(scores) == metrics["test/queries"]
+        for name in TEST_METRICS:
+            mean = sum(query[name] for query in scores.values()) / len(scores)
+            assert mean == pytest.approx(metrics[f"{prefix}/{name}"], abs=1e-12)
+
+
+def per_query(cli, run, prefix: str) -> dict:
+    """A run's `<prefix>/per_query.json` artifact, read back through MLflow."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.MlflowClient(cli.tracking_uri).download_artifacts(
+            run.info.run_id, f"{prefix}/per_query.json", tmp)
+        return json.loads(Path(path).read_text())
 
 
 def cli_artifacts(cli, run):

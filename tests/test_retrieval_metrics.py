@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.stages.retrieval_metrics import METRICS, PerQueryScores, retrieval_scores, score_model
+from pipeline.stages.evaluate import score
+from pipeline.stages.retrieval_metrics import METRICS, PerQueryScores, retrieval_scores
+from pipeline.stages.test_sets import RetrievalSet
+
+# The evaluator's key suffix for each of the pipeline's metric names.
+EVALUATOR_NAMES = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_1": "recall@1",
+                   "recall_at_10": "recall@10", "recall_at_100": "recall@100", "map_at_100": "map@100"}
 
 
 @pytest.fixture(scope="module")
@@ -26,28 +32,33 @@ def pairs():
     return harvest([], 4, 40, 400)[:400]
 
 
+def _means(evaluator, model):
+    raw = evaluator(model)
+    return {ours: raw[f"{evaluator.name}_cosine_{theirs}"] for ours, theirs in EVALUATOR_NAMES.items()}
+
+
 def _evaluator_means(model, queries, corpus, relevant):
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-    from pipeline.stages.evaluate import pick_metrics
 
     evaluator = InformationRetrievalEvaluator(
         queries, corpus, relevant, mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 10],
         precision_recall_at_k=[1, 10, 100], map_at_k=[100], batch_size=32, name="test", write_csv=False)
-    return pick_metrics(evaluator(model), "test")
+    return _means(evaluator, model)
 
 
 def test_means_equal_the_pipelines_evaluator_on_a_real_model(model, pairs):
+    """What the test stage logged before it scored per query (the evaluator on the split's test
+    rows and distractors) is what it logs now."""
     import datasets
 
-    from pipeline.stages.evaluate import ir_evaluator, pick_metrics
+    from pipeline.stages.evaluate import ir_evaluator
+    from pipeline.stages.test_sets import from_pairs
 
     test = datasets.Dataset.from_list(pairs[:120])
     distractors = [p["positive"] for p in pairs[120:]]
     evaluator = ir_evaluator(test, distractors, "test", 32)
-    expected = pick_metrics(evaluator(model), "test")
-    scores = score_model(model, dict(zip(evaluator.queries_ids, evaluator.queries)),
-                         dict(zip(evaluator.corpus_ids, evaluator.corpus)), evaluator.relevant_docs)
+    expected = _means(evaluator, model)
+    scores = score(model, from_pairs(zip(test["anchor"], test["positive"]), distractors))
     assert len(scores.query_ids) == 120 and len(evaluator.corpus) > 100
     assert 0 < expected["ndcg_at_10"] < 1
     assert scores.means() == pytest.approx(expected, abs=1e-12)
@@ -62,7 +73,7 @@ def test_means_equal_the_evaluators_with_two_relevant_documents_and_exact_ties(m
     corpus |= {f"x{i}": row["positive"] for i, row in enumerate(pairs[120:])}
     relevant = {f"q{i}": {f"d{i}", f"d{i + 60}"} for i in range(60)}
     relevant |= {f"q{i}": {f"e{i}", f"d{i + 60}"} for i in range(0, 60, 6)}  # the copy, not its first twin
-    scores = score_model(model, queries, corpus, relevant)
+    scores = score(model, RetrievalSet(queries, corpus, relevant))
     expected = _evaluator_means(model, queries, corpus, relevant)
     assert 0 < expected["recall_at_1"] < expected["recall_at_10"] < expected["recall_at_100"] < 1
     assert scores.means() == pytest.approx(expected, abs=1e-12)

@@ -1,7 +1,8 @@
 """Checks that need the disk or the network, run before any MLflow run or model exists.
 
 The schema checks values; these check that what the values point at is there:
-the data file and its columns, the model, the tracking store, the output dir.
+the data file and its columns, a fixed test set (read and checked whole), the
+model, the tracking store, the output dir.
 Each failure is a PipelineError that says what to do, in seconds rather than
 after a 70 s network hang or halfway through a run.
 """
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig
 
 from pipeline.errors import PipelineError
-from pipeline.stages import sources
+from pipeline.stages import sources, test_sets
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 _TIMEOUT_S = 5
@@ -84,5 +85,7 @@ def preflight(cfg: DictConfig) -> None:
     """Run every check (the outputs dir is checked earlier, by a Hydra callback)."""
     if cfg.data.source == "files":
         sources.check(cfg.data)
+    if cfg.eval.test is not None:
+        test_sets.check(cfg.eval.test)
     check_model(cfg.model)
     check_tracking(cfg.mlflow)

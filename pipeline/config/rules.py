@@ -42,7 +42,7 @@ def _check_k(k: Any) -> None:
                       "For example k=8, or k=0 for plain pairs.")
 
 
-def _check_ratios(split: DictConfig) -> None:
+def _check_ratios(split: DictConfig, fixed_test: bool) -> None:
     missing = [part for part in ("train", "dev", "test") if OmegaConf.is_missing(split, part)]
     if missing:
         raise PipelineError(f"split ratios {', '.join(missing)} are not set: give all three, e.g. "
@@ -50,8 +50,9 @@ def _check_ratios(split: DictConfig) -> None:
     for part in ("train", "dev", "test"):
         if not 0 <= split[part] <= 1:
             raise refused(f"split.{part}", split[part], "a ratio between 0 and 1")
-    if split.test <= 0:
-        raise refused("split.test", split.test, "a ratio above 0: the test split measures the run")
+    if split.test <= 0 and not fixed_test:
+        raise refused("split.test", split.test, "a ratio above 0: the test split measures the run",
+                      "Or fix the test set with eval.test=PATH; split.test=0 is allowed then.")
     if split.train <= 0:
         raise refused("split.train", split.train, "a ratio above 0: there must be data to train on")
     total = split.train + split.dev + split.test
@@ -173,7 +174,7 @@ def validate(cfg: DictConfig):
     for group, schema in GROUPS.items():
         _typed(group, cfg[group], schema)
     _check_choices(cfg)
-    _check_ratios(cfg.split)
+    _check_ratios(cfg.split, cfg.eval.test is not None)
     if cfg.data.source == "files" and OmegaConf.is_missing(cfg.data, "path"):
         raise PipelineError("data=files needs a file: add data.path=/path/to/pairs.jsonl "
                             "(jsonl, csv or parquet).")

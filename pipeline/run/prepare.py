@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.run import models
 from pipeline.run.cache import Entry, StageCache, stage_key
 from pipeline.run.result import RunResult
-from pipeline.stages import embed, evaluate, mine, split, sources
+from pipeline.stages import embed, evaluate, mine, split, sources, test_sets
 from pipeline.tracking.names import cache_tags
 
 
@@ -31,8 +31,10 @@ def _resolved(node: DictConfig) -> dict:
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     """Cache key of each cached stage this config runs (embed and mine only when k > 0)."""
     model_fp = models.model_fingerprint(cfg.model)
+    fixed_test = cfg.eval.test is not None
     keys = {"split": stage_key("split", split.VERSION,
-                               {"data": _resolved(cfg.data), "split": _resolved(cfg.split), "seed": cfg.seed},
+                               {"data": _resolved(cfg.data), "split": _resolved(cfg.split),
+                                "fixed_test": fixed_test},
                                fingerprint=sources.fingerprint(cfg.data))}
     if cfg.k > 0:
         # Embeddings per (model, data); the ranking per miner setting, without k: one serves every k.
@@ -40,7 +42,8 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
                                   "batch_size": cfg.miner.batch_size}, [keys["split"]], model_fp)
         keys["mine"] = stage_key("mine", mine.VERSION, mine.ranking_config(cfg.miner), [keys["embed"]])
     keys["base_eval"] = stage_key("base_eval", evaluate.VERSION,
-                                  {"test_distractors": cfg.eval.test_distractors, "seed": cfg.seed,
+                                  {"test_distractors": cfg.eval.test_distractors, "seed": cfg.split.seed,
+                                   "test": test_sets.file_fingerprint(cfg.eval.test) if fixed_test else None,
                                    "max_seq_length": cfg.model.max_seq_length,
                                    "query_prompt": cfg.eval.query_prompt,
                                    "corpus_prompt": cfg.eval.corpus_prompt},
@@ -115,7 +118,7 @@ def prepare(cfg: DictConfig, hardware, result: RunResult, mine_negatives: bool =
     cache = TimedCache(StageCache(cfg.paths.cache_dir), result)
     keys = stage_keys(cfg)
     split_entry, split_s = cache.get("split", keys["split"],
-                                     lambda out: split.run(cfg.data, cfg.split, cfg.seed, out))
+                                     lambda out: split.run(cfg.data, cfg.split, cfg.eval.test is None, out))
     result.add(json.loads((split_entry.path / "stats.json").read_text()) | {"time/split_s": split_s})
     splits = split.load(split_entry.path)
     model = models.load_model(cfg.model, device=hardware.model_device)

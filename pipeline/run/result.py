@@ -30,6 +30,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    artifacts: list[tuple[Path, str]] = field(default_factory=list)  # (file, artifact folder)
 
     @property
     def model_dir(self) -> Path:
@@ -45,6 +46,10 @@ class RunResult:
             self.tags.update(tags)
             if self.sink:
                 self.sink.set_tags(tags)
+
+    def add_artifact(self, path: Path, folder: str) -> None:
+        """A file the run's record keeps under `folder` (the recorder logs it when the run finishes)."""
+        self.artifacts.append((path, folder))
 
     def add_step(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record figures measured at one training step (loss, dev metrics), and pass them on."""

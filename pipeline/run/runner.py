@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from pipeline.run import cost
 from pipeline.run.prepare import Prepared, prepare
 from pipeline.run.result import RunResult, Sink
-from pipeline.stages import evaluate, train
+from pipeline.stages import evaluate, test_sets, train
+from pipeline.stages.retrieval_metrics import METRICS
 from pipeline.tracking.names import MODEL_DIR, warning
 
 log = logging.getLogger(__name__)
@@ -76,17 +77,17 @@ def eval_cost_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
     return warnings
 
 
-def _base_scores(cfg: DictConfig, prepared: Prepared, test_corpus: list[str], result: RunResult) -> dict:
-    """The base model's test metrics, scored before training changes it; cached per (data, split, model)."""
+def _base_scores(cfg: DictConfig, prepared: Prepared, test_set, result: RunResult) -> dict:
+    """The base model's test metrics, scored before training changes it; cached per (test set, model)."""
     entry, seconds = prepared.cache.get("base_eval", prepared.keys["base_eval"], lambda out: evaluate.run(
-        prepared.model, prepared.splits["test"], test_corpus, cfg.eval.batch_size, out,
-        cfg.eval.query_prompt, cfg.eval.corpus_prompt))
+        prepared.model, test_set, cfg.eval.batch_size, out, cfg.eval.query_prompt, cfg.eval.corpus_prompt))
     result.add({"time/base_eval_s": seconds})
+    result.add_artifact(entry.path / evaluate.PER_QUERY, "base")
     return json.loads((entry.path / "metrics.json").read_text())
 
 
 def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> None:
-    dev = evaluate.dev_setup(cfg.eval, prepared.splits, cfg.seed)
+    dev = evaluate.dev_setup(cfg.eval, prepared.splits, cfg.split.seed)
     result.add(dev.sizes)
     cost.reset_peak_memory(hardware.device)
     start = time.perf_counter()
@@ -99,16 +100,17 @@ def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> 
         result.add_step(step, values)
 
 
-def _test(cfg: DictConfig, prepared: Prepared, test_corpus: list[str], base: dict, result: RunResult) -> None:
+def _test(cfg: DictConfig, prepared: Prepared, test_set, base: dict, result: RunResult) -> None:
     start = time.perf_counter()
     test_dir = result.run_dir / "test"
     test_dir.mkdir(exist_ok=True)
-    tuned = evaluate.run(prepared.model, prepared.splits["test"], test_corpus, cfg.eval.batch_size, test_dir,
+    tuned = evaluate.run(prepared.model, test_set, cfg.eval.batch_size, test_dir,
                          cfg.eval.query_prompt, cfg.eval.corpus_prompt)
+    result.add_artifact(test_dir / evaluate.PER_QUERY, "test")
     test_s = time.perf_counter() - start
     figures = {"time/test_s": test_s, "time/eval_s": test_s + result.metrics["time/base_eval_s"],
                "test/corpus_size": tuned["corpus_size"], "test/queries": tuned["queries"]}
-    for name in evaluate.METRICS:
+    for name in METRICS:
         figures |= {f"test/{name}": tuned[name], f"base/{name}": base[name],
                     f"gain/{name}": tuned[name] - base[name]}
     result.add(figures, {MODEL_DIR: str(result.model_dir)})
@@ -124,10 +126,11 @@ def run(cfg: DictConfig, hardware, sink: Sink | None = None) -> RunResult:
     result.add(tags=hardware.tags())
     start = time.perf_counter()
     prepared = prepare(cfg, hardware, result)
-    test_corpus = evaluate.distractors(prepared.splits["train"], cfg.eval.test_distractors, cfg.seed)
-    base = _base_scores(cfg, prepared, test_corpus, result)
+    test_set = evaluate.build_test_set(cfg.eval, prepared.splits, cfg.split.seed)
+    result.add(test_sets.leaks(test_set, prepared.splits["train"], prepared.splits["dev"]))
+    base = _base_scores(cfg, prepared, test_set, result)
     result.add(cost.predict(cfg, prepared.model, prepared.train_ds))
     _train(cfg, hardware, prepared, result)
-    _test(cfg, prepared, test_corpus, base, result)
+    _test(cfg, prepared, test_set, base, result)
     result.add({"time/total_s": time.perf_counter() - start})
     return result

@@ -1,8 +1,11 @@
-"""Evaluate stage: retrieval metrics on held-out queries.
+"""Evaluate stage: retrieval metrics on held-out queries, one score per query.
 
-Queries are a split's anchors; the corpus is that split's positives plus
-distractors (train positives), so a model must find the one right API among
-many plausible ones.
+The test set is the random split's test part (queries its anchors, the corpus its
+positives plus train positives as distractors, so a model must find the right API
+among many plausible ones) or a fixed one (eval.test). The stage encodes queries
+and corpus itself, through `encode`, and scores with retrieval_metrics; its means
+are what InformationRetrievalEvaluator reports, and the per-query scores let the
+report put intervals on them. Dev evaluation during training keeps the evaluator.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-VERSION = "1"
-# Metric names logged to MLflow (which refuses '@'), and the evaluator's key suffix for each.
-METRICS = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_1": "recall@1",
-           "recall_at_10": "recall@10", "recall_at_100": "recall@100", "map_at_100": "map@100"}
+from pipeline.stages import test_sets
+from pipeline.stages.retrieval_metrics import PerQueryScores, retrieval_scores
+from pipeline.stages.test_sets import RetrievalSet
+
+VERSION = "2"
+PER_QUERY = "per_query.json"
 
 
 def distractors(train_ds, n: int, seed: int) -> list[str]:
@@ -81,17 +86,37 @@ def dev_setup(eval_cfg, splits, seed: int) -> DevSetup:
                                                 "eval/dev_corpus": len(evaluator.corpus)})
 
 
-def pick_metrics(raw: dict, name: str) -> dict[str, float]:
-    """Our metric names from the evaluator's `{name}_cosine_*` keys."""
-    return {ours: float(raw[f"{name}_cosine_{theirs}"]) for ours, theirs in METRICS.items()}
+def build_test_set(eval_cfg, splits, seed: int) -> RetrievalSet:
+    """eval.test (a BEIR folder as it is; a pairs file plus distractors), else the split's test
+    rows plus distractors: `eval.test_distractors` train positives, sampled with the split's seed."""
+    extra = distractors(splits["train"], eval_cfg.test_distractors, seed)
+    if eval_cfg.test:
+        return test_sets.load(eval_cfg.test, distractors=extra)
+    return test_sets.from_pairs(zip(splits["test"]["anchor"], splits["test"]["positive"]), extra)
 
 
-def run(model, test_ds, extra_corpus: list[str], batch_size: int, out_dir: Path,
-        query_prompt: str | None = None, corpus_prompt: str | None = None) -> dict[str, float]:
-    """Score `model` on the test split; write and return metrics.json."""
-    evaluator = ir_evaluator(test_ds, extra_corpus, "test", batch_size, query_prompt, corpus_prompt)
-    metrics = pick_metrics(evaluator(model), "test")
-    metrics["corpus_size"] = len(evaluator.corpus)
-    metrics["queries"] = len(evaluator.queries)
+def encode(model, texts: list[str], role: str, batch_size: int, prompt: str | None = None):
+    """Embeddings of `texts` as the evaluator makes them (encode_query or encode_document, by
+    `role`): the one place the test stage encodes, so it can be split across processes here."""
+    method = model.encode_query if role == "query" else model.encode_document
+    return method(texts, prompt=prompt, batch_size=batch_size, show_progress_bar=False,
+                  convert_to_tensor=True)
+
+
+def score(model, test: RetrievalSet, batch_size: int = 32, query_prompt: str | None = None,
+          corpus_prompt: str | None = None) -> PerQueryScores:
+    """Each test query's metrics for `model`."""
+    queries = encode(model, list(test.queries.values()), "query", batch_size, query_prompt)
+    corpus = encode(model, list(test.corpus.values()), "document", batch_size, corpus_prompt)
+    return retrieval_scores(queries, corpus, list(test.queries), list(test.corpus), test.relevant)
+
+
+def run(model, test: RetrievalSet, batch_size: int, out_dir: Path, query_prompt: str | None = None,
+        corpus_prompt: str | None = None) -> dict[str, float]:
+    """Score `model` on `test`; write metrics.json (means, sizes) and per_query.json, return the means."""
+    scores = score(model, test, batch_size, query_prompt, corpus_prompt)
+    metrics = scores.means() | {"corpus_size": len(test.corpus), "queries": len(test.queries)}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    per_query = {"test_set": test.fingerprint(), "queries": scores.table()}
+    (out_dir / PER_QUERY).write_text(json.dumps(per_query))
     return metrics

@@ -1,8 +1,9 @@
 """Per-query retrieval metrics, each query's score exactly as InformationRetrievalEvaluator scores it.
 
 A mean hides which queries moved; per-query scores let the report put a confidence interval on a
-mean and compare two runs query by query. The pipeline encodes queries and corpus itself (so
-encoding can be split across processes) and hands the embeddings to `retrieval_scores`.
+mean and compare two runs query by query. The test stage (pipeline.stages.evaluate) encodes
+queries and corpus itself (so encoding can be split across processes) and hands the embeddings
+to `retrieval_scores`.
 
 Matches sentence-transformers 6.2's evaluator with cosine similarity: the top 100 documents under
 the order (score descending, corpus id ascending), binary relevance, nDCG's ideal ranking from the
@@ -127,16 +128,3 @@ def _metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, np.ndarray]:
         "recall_at_100": found.sum(axis=1) / n_relevant,
         "map_at_100": (precision_at_rank * found).sum(axis=1) / np.minimum(TOP_K, n_relevant),
     }
-
-
-def score_model(model, queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]],
-                batch_size: int = 32, query_prompt: str | None = None,
-                corpus_prompt: str | None = None) -> PerQueryScores:
-    """Encode queries and corpus as the evaluator does (encode_query / encode_document), then score."""
-    def embed(encode, texts, prompt):
-        return encode(texts, prompt=prompt, batch_size=batch_size, show_progress_bar=False,
-                      convert_to_tensor=True)
-
-    query_embeddings = embed(model.encode_query, list(queries.values()), query_prompt)
-    corpus_embeddings = embed(model.encode_document, list(corpus.values()), corpus_prompt)
-    return retrieval_scores(query_embeddings, corpus_embeddings, list(queries), list(corpus), relevant)

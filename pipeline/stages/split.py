@@ -1,7 +1,9 @@
 """Split stage: load (anchor, positive) pairs, de-duplicate, split train/dev/test.
 
 Rows are split by group (by default the positive text), so no positive can
-appear in two splits: a leaked positive would make test scores lie.
+appear in two splits: a leaked positive would make test scores lie. With a fixed
+test set (eval.test) the split makes train and dev only. `split.seed` seeds it,
+not the training seed, so runs of several seeds share one split.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from omegaconf import DictConfig
 from pipeline.errors import PipelineError
 from pipeline.stages.sources import load_pairs
 
-VERSION = "1"
+VERSION = "2"
 SPLITS = ("train", "dev", "test")
 
 
@@ -23,8 +25,9 @@ def _group_of(row: dict, group_column: str | None) -> str:
     return str(row["_extra"][group_column]) if group_column else row["positive"]
 
 
-def split_rows(rows: list[dict], cfg: DictConfig, seed: int) -> dict[str, list[dict]]:
-    """De-duplicate, then assign whole groups to train/dev/test by the configured ratios."""
+def split_rows(rows: list[dict], cfg: DictConfig, seed: int, with_test: bool = True) -> dict[str, list[dict]]:
+    """De-duplicate, then assign whole groups to train/dev/test by the configured ratios; without
+    a test part (a fixed test set) the test ratio goes to train."""
     if cfg.group_column and rows and cfg.group_column not in rows[0]["_extra"]:
         raise PipelineError(
             f"split.group_column={cfg.group_column!r}: no such column; the data has columns "
@@ -44,7 +47,7 @@ def split_rows(rows: list[dict], cfg: DictConfig, seed: int) -> dict[str, list[d
     names = sorted(groups)
     random.Random(seed).shuffle(names)
     n = len(unique)
-    targets = {"test": round(cfg.test * n), "dev": round(cfg.dev * n)}
+    targets = {"test": round(cfg.test * n) if with_test else 0, "dev": round(cfg.dev * n)}
     for part, cap in (("test", cfg.max_test), ("dev", cfg.max_dev)):
         if cap is not None:
             targets[part] = min(targets[part], cap)
@@ -53,9 +56,10 @@ def split_rows(rows: list[dict], cfg: DictConfig, seed: int) -> dict[str, list[d
         rows_of_group = groups[name]
         part = next((p for p in ("test", "dev") if len(parts[p]) < targets[p]), "train")
         parts[part].extend(rows_of_group)
+    wanted = {"train": True, "dev": cfg.dev > 0 and cfg.max_dev != 0,
+              "test": with_test and cfg.test > 0 and cfg.max_test != 0}
     for part in SPLITS:
-        wanted = part == "train" or (cfg[part] > 0 and cfg.get(f"max_{part}") != 0)
-        if not parts[part] and wanted:
+        if not parts[part] and wanted[part]:
             raise PipelineError(
                 f"The {part} split is empty ({n} unique pairs, ratios train={cfg.train} "
                 f"dev={cfg.dev} test={cfg.test}): use more data or larger ratios."
@@ -72,19 +76,16 @@ def _pairs_dataset(rows: list[dict]):
                                     "positive": datasets.Value("string")}))
 
 
-def run(data_cfg: DictConfig, split_cfg: DictConfig, seed: int, out_dir: Path) -> None:
-    """Write train/dev/test as a DatasetDict, plus stats.json with sizes and leak count."""
+def run(data_cfg: DictConfig, split_cfg: DictConfig, with_test: bool, out_dir: Path) -> None:
+    """Write train/dev[/test] as a DatasetDict, plus stats.json with their sizes (leaks are
+    counted against the test set the run scores on: test_sets.leaks)."""
     import datasets
 
-    parts = split_rows(load_pairs(data_cfg), split_cfg, seed)
+    parts = split_rows(load_pairs(data_cfg), split_cfg, split_cfg.seed, with_test)
     # An empty split (dev with split.dev=0) is left out: datasets cannot reload one; load() restores it.
     dsd = datasets.DatasetDict({name: _pairs_dataset(rows) for name, rows in parts.items() if rows})
     dsd.save_to_disk(str(out_dir / "splits"))
-    positives = {name: {r["positive"] for r in rows} for name, rows in parts.items()}
-    leaked = len((positives["train"] & positives["dev"]) | (positives["train"] & positives["test"])
-                 | (positives["dev"] & positives["test"]))
     stats = {f"split/{name}_rows": len(rows) for name, rows in parts.items()}
-    stats["split/leaked_positives"] = leaked
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=1))
 
 

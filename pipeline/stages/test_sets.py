@@ -12,6 +12,7 @@ stops the run before any model loads.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,37 @@ class RetrievalSet:
         return {"queries": len(self.queries), "corpus": len(self.corpus),
                 "relevant": sum(len(docs) for docs in self.relevant.values())}
 
+    def fingerprint(self) -> str:
+        """Hash of queries, corpus and judgements: runs with equal fingerprints scored the same
+        queries against the same corpus, so the report may compare them query by query."""
+        content = [self.queries, self.corpus, {qid: sorted(docs) for qid, docs in self.relevant.items()}]
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """Hash of the test set's files (a BEIR folder's three, or the pairs file), without parsing
+    them: the base model's cached scores are keyed by it."""
+    path = Path(path)
+    files = [path / name for name in BEIR_FILES] if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
+def leaks(test_set: RetrievalSet, train_ds, dev_ds) -> dict[str, int]:
+    """What the test set shares with the training data, by exact text: `split/leaked_queries`
+    (test queries that are also train anchors) and `split/leaked_positives` (texts that are
+    positives in more than one of train, dev and the test set's relevant documents). A random
+    split grouped by positive keeps the second at 0, not the first: an anchor can come with
+    two positives that land in different splits."""
+    relevant = {test_set.corpus[doc] for docs in test_set.relevant.values() for doc in docs}
+    train, dev = set(train_ds["positive"]), set(dev_ds["positive"])
+    return {"split/leaked_queries": len(set(test_set.queries.values()) & set(train_ds["anchor"])),
+            "split/leaked_positives": len((train & dev) | (train & relevant) | (dev & relevant))}
+
 
 def check(path: str | Path, anchor_column: str = "anchor",
           positive_column: str = "positive") -> dict[str, int]:
@@ -44,16 +76,21 @@ def check(path: str | Path, anchor_column: str = "anchor",
     return load(path, anchor_column, positive_column).sizes()
 
 
-def load(path: str | Path, anchor_column: str = "anchor", positive_column: str = "positive") -> RetrievalSet:
-    """The test set at `path`: a BEIR / MTEB folder, or a pairs file."""
+def load(path: str | Path, anchor_column: str = "anchor", positive_column: str = "positive",
+         distractors: Iterable[str] = ()) -> RetrievalSet:
+    """The test set at `path`: a BEIR / MTEB folder (its own corpus), or a pairs file (its
+    positives plus `distractors`, which a BEIR folder does not take)."""
+    if not str(path).strip():
+        raise _error(path, "empty; give a BEIR / MTEB folder or a pairs file, or null for the split's "
+                             "test part")
     path = Path(path)
     try:
-        return _load(path, anchor_column, positive_column)
+        return _load(path, anchor_column, positive_column, distractors)
     except UnicodeDecodeError as exc:
         raise _error(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
-def _load(path: Path, anchor_column: str, positive_column: str) -> RetrievalSet:
+def _load(path: Path, anchor_column: str, positive_column: str, distractors: Iterable[str]) -> RetrievalSet:
     if path.is_dir():
         return _load_beir(path)
     if not path.exists():
@@ -64,7 +101,7 @@ def _load(path: Path, anchor_column: str, positive_column: str) -> RetrievalSet:
     pairs = list(_read_pairs(path, anchor_column, positive_column))
     if not pairs:
         raise _error(path, "no rows")
-    return from_pairs(pairs)
+    return from_pairs(pairs, distractors)
 
 
 def from_pairs(pairs: Iterable[tuple[str, str]], distractors: Iterable[str] = ()) -> RetrievalSet:
@@ -85,7 +122,7 @@ def from_pairs(pairs: Iterable[tuple[str, str]], distractors: Iterable[str] = ()
                         {did: text for text, did in doc_ids.items()}, relevant)
 
 
-def _error(path: Path, what: str) -> PipelineError:
+def _error(path: str | Path, what: str) -> PipelineError:
     return PipelineError(f"{KEY}={str(path)!r}: {what}.")
 
 

@@ -37,7 +37,8 @@ class MlflowRecorder:
         mlflow.set_tags(dict(tags))
 
     def finish(self, result: RunResult) -> dict:
-        """Write run_summary.json to the run dir and log it, with Hydra's config copies, as artifacts."""
+        """Write run_summary.json to the run dir and log it, with Hydra's config copies and the
+        result's files (per-query scores), as artifacts."""
         import mlflow
 
         summary = {"run_id": self.run_id, "experiment_id": self.experiment_id,
@@ -47,6 +48,8 @@ class MlflowRecorder:
         mlflow.log_artifact(str(path))
         if (result.run_dir / ".hydra").is_dir():
             mlflow.log_artifacts(str(result.run_dir / ".hydra"), "hydra")
+        for file, folder in result.artifacts:
+            mlflow.log_artifact(str(file), folder)
         return summary
 
 
