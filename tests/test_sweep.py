@@ -1,11 +1,13 @@
 """Real multiruns: parent and child MLflow runs, launchers, resume, interrupts, the report."""
 
 import csv
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from omegaconf import OmegaConf
 
 from helpers import FAST, ROOT, write_jsonl
 from pipeline.hydra_ext.launch import cpu_count, job_threads, parallel_jobs
+from pipeline.report.stats import bootstrap_mean
 from pipeline.tracking.sweeps import config_hash
 
 
@@ -33,7 +36,7 @@ def sweeps(cli):
 
 
 def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_path):
-    result = cli.multirun("k=0,1,2,2")
+    result = cli.multirun("k=0,1,2,2", "report=true")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 duplicate sweep job(s) dropped" in result.stdout + result.stderr
     parent, children = split_parent(cli.all_runs())
@@ -45,24 +48,52 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
     assert sorted(c.data.params["k"] for c in children) == ["0", "1", "2"]
     assert all(c.info.status == "FINISHED" for c in children)
 
-    report = subprocess.run([sys.executable, "-m", "pipeline.report", sweep_id, "--out", str(tmp_path / "r")],
-                            cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
-    assert report.returncode == 0, report.stderr[-3000:]
-    with open(tmp_path / "r" / "report.csv") as f:
-        rows = list(csv.DictReader(f))
+    # report=true: the sweep ran the report when its last job had finished
+    out = cli.root / "outputs" / "reports" / sweep_id
+    rows = read_csv(out / "report.csv")
     assert [row["k"] for row in rows] == ["0", "1", "2"]
     assert [row["texts/step"] for row in rows] == ["32", "48", "64"]  # batch 16 x (2 + k)
-    by_k = {c.data.params["k"]: c.data.metrics for c in children}
+    by_k = {c.data.params["k"]: c for c in children}
     for row in rows:
-        assert float(row["nDCG@10"]) == pytest.approx(by_k[row["k"]]["test/ndcg_at_10"])
-        assert float(row["train time (s)"]) == pytest.approx(by_k[row["k"]]["time/train_s"])
-        assert row["seeds"] == "1" and row["beyond spread"] in ("reference", "n/a (1 seed)")
-    assert (tmp_path / "r" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| k | loss | texts/step |" in report.stdout and "★" in report.stdout
+        metrics = by_k[row["k"]].data.metrics
+        assert float(row["nDCG@10"]) == pytest.approx(metrics["test/ndcg_at_10"])
+        assert float(row["train time (s)"]) == pytest.approx(metrics["time/train_s"])
+        assert row["seeds"] == "1" and row["test queries"] == str(int(metrics["test/queries"]))
+        # the interval is the bootstrap of the run's own per-query scores, read back from MLflow
+        scores = per_query(cli, by_k[row["k"]])["queries"]
+        for column, metric in (("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10")):
+            interval = bootstrap_mean([query[metric] for query in scores.values()])
+            assert (float(row[f"{column} CI low"]), float(row[f"{column} CI high"])) == \
+                pytest.approx((interval.low, interval.high))
+            assert interval.low <= float(row[column]) <= interval.high
+    assert_compared(rows)
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| k | loss | texts/step |" in result.stdout and "★" in result.stdout
+    (recommended,) = [row for row in rows if row["recommended"] == "yes"]
+    assert f"Recommendation: k={recommended['k']} " in result.stdout
     import mlflow
 
-    logged = mlflow.MlflowClient(cli.tracking_uri).list_artifacts(parent.info.run_id, "report")
-    assert {Path(a.path).name for a in logged} == {"report.md", "report.csv", "pareto.png"}
+    client = mlflow.MlflowClient(cli.tracking_uri)
+    logged = client.list_artifacts(parent.info.run_id, "report")
+    assert {Path(a.path).name for a in logged} == {"report.md", "report.csv", "pairs.csv", "pareto.png"}
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert tags["report/recommended_k"] == recommended["k"]
+    assert tags["report/recommendation"].startswith(f"Recommendation: k={recommended['k']} ")
+    pairs = read_csv(out / "pairs.csv")
+    assert [(p["a"], p["b"], p["metric"]) for p in pairs] == [
+        (a, b, metric) for a, b in (("k=0 mnrl", "k=1 mnrl"), ("k=0 mnrl", "k=2 mnrl"), ("k=1 mnrl", "k=2 mnrl"))
+        for metric in ("nDCG@10", "MRR@10")]
+
+    # A run logged before per-query scores were saved: its row reports n/a, the others as before.
+    older = by_k["1"]
+    Path(older.info.artifact_uri.removeprefix("file://"), "test", "per_query.json").unlink()
+    again = subprocess.run([sys.executable, "-m", "pipeline.report", sweep_id, "--out", str(tmp_path / "r")],
+                           cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = read_csv(tmp_path / "r" / "report.csv")
+    assert (rows[1]["nDCG@10 CI low"], rows[1]["significant at 95 %"]) == ("", "n/a (no per-query scores)")
+    assert rows[0]["nDCG@10 CI low"] != "" and rows[2]["significant at 95 %"] != "n/a (no per-query scores)"
+    assert "| n/a |" in again.stdout and "Not considered: k=1 mnrl, n/a (no per-query scores)." in again.stdout
 
     unknown = subprocess.run([sys.executable, "-m", "pipeline.report", "no-such-sweep"], cwd=ROOT,
                              env=cli.env(), capture_output=True, text=True, timeout=300)
@@ -88,12 +119,44 @@ def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread
     report = subprocess.run([sys.executable, "-m", "pipeline.report", "--out", str(tmp_path / "r")],
                             cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
-    with open(tmp_path / "r" / "report.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(tmp_path / "r" / "report.csv")
     assert [(row["k"], row["seeds"]) for row in rows] == [("0", "2"), ("1", "2")]
     assert all(row["nDCG@10 std"] != "" for row in rows)
-    assert rows[0]["beyond spread"] == "reference" and rows[1]["beyond spread"] in ("yes", "no")
+    # split.seed fixes the split: both seeds were scored on the same test queries, so they pool
+    assert len({per_query(cli, child)["test_set"] for child in children}) == 1
+    assert all(row["nDCG@10 CI low"] != "" for row in rows)
+    assert_compared(rows)
     assert " ± " in report.stdout
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def per_query(cli, run) -> dict:
+    """A run's test/per_query.json artifact, read back through MLflow."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(mlflow.MlflowClient(cli.tracking_uri).download_artifacts(
+            run.info.run_id, "test/per_query.json", tmp)).read_text())
+
+
+def assert_compared(rows: list[dict]) -> None:
+    """The report's comparisons agree with their own intervals, and the recommendation follows them."""
+    assert rows[0]["significant at 95 %"] == "reference" and rows[0]["Δ CI low"] == ""
+    for row in rows[1:]:
+        low, high = float(row["Δ CI low"]), float(row["Δ CI high"])
+        assert low <= float(row["Δ nDCG@10"]) <= high
+        significant = "yes" if low > 0 or high < 0 else "no"
+        assert row["significant at 95 %"] == f"{significant} (p={float(row['Δ p']):.3f})"
+    (best,) = [row for row in rows if row["vs best"] == "best"]
+    assert float(best["nDCG@10"]) == max(float(row["nDCG@10"]) for row in rows)
+    assert all(row["vs best"].startswith(("below (p=", "not below (p=")) for row in rows if row is not best)
+    eligible = [row for row in rows if row["vs best"] == "best" or row["vs best"].startswith("not below")]
+    (recommended,) = [row for row in rows if row["recommended"] == "yes"]
+    assert recommended is min(eligible, key=lambda row: float(row["train time (s)"]))
 
 
 def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):

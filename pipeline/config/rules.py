@@ -161,7 +161,7 @@ def _check_choices(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig):
     """Raise PipelineError on the first bad value in the composed config; return the resolved Hardware."""
     _check_k(cfg.k)
-    for flag in ("resume", "plan"):
+    for flag in ("resume", "plan", "report"):
         if not isinstance(cfg.get(flag), bool):
             raise refused(flag, cfg.get(flag), "true or false")
     source = cfg.data.get("source")

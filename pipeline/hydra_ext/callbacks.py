@@ -1,10 +1,13 @@
 """Hydra callbacks (registered in conf/hydra/default.yaml): checks before Hydra makes a run
-directory, and a sweep's MLflow parent run, opened before any job starts."""
+directory, and a sweep's MLflow parent run, opened before any job starts (and its report run
+when the last job has finished, with report=true)."""
 
 from __future__ import annotations
 
 import atexit
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -33,7 +36,8 @@ class CheckOutputsDir(Callback):
 
 class SweepParentRun(Callback):
     """Opens the sweep's parent run at multirun start and ends it at multirun end (or at exit,
-    FAILED or KILLED, when a job failed or the sweep was interrupted)."""
+    FAILED or KILLED, when a job failed or the sweep was interrupted); with report=true, then
+    runs the report on the sweep."""
 
     def __init__(self) -> None:
         self.parent = None
@@ -61,6 +65,8 @@ class SweepParentRun(Callback):
 
         if self.parent is not None:
             sweeps.finish_parent(self.parent)
+            if config.get("report"):
+                _report(config, self.parent.sweep_id)
             self.parent = None
 
     def _end_if_stopped(self) -> None:
@@ -68,3 +74,14 @@ class SweepParentRun(Callback):
 
         if self.parent is not None:
             sweeps.end_stopped_parent(self.parent)
+
+
+def _report(config: DictConfig, sweep_id: str) -> None:
+    """`python -m pipeline.report SWEEP_ID` as a user would run it, on this sweep's store; the
+    sweep has succeeded whatever the report does, so a failed report is a warning."""
+    out = Path(config.paths.outputs_dir, "reports", sweep_id)
+    command = [sys.executable, "-m", "pipeline.report", sweep_id, "--experiment",
+               config.mlflow.experiment_name, "--tracking-uri", config.mlflow.tracking_uri, "--out", str(out)]
+    if subprocess.run(command).returncode != 0:
+        log.warning("the report on sweep %s failed (its message is above); run it again with: %s",
+                    sweep_id, " ".join(command[1:]))

@@ -4,10 +4,12 @@
     python -m pipeline.report SWEEP_ID         # one sweep (its id is the `sweep/id` tag)
     python -m pipeline.report --filter "params.\\`model.kind\\` = 'static'"   # any runs
 
-Runs are read through MLflow's API. Runs that differ only in `seed` are one
-config: the table shows their mean ± standard deviation, and whether a
-config's nDCG@10 differs from the reference config's (smallest k) by more than
-their spreads added up, i.e. by more than seed noise.
+Runs are read through MLflow's API, with their per-query test scores (the
+`test/per_query.json` artifact). Runs that differ only in `seed` are one config:
+the table shows their mean ± standard deviation, a bootstrap 95 % interval over
+test queries and seeds, and paired bootstrap tests against the reference config
+(smallest k) and the best one; the recommendation is the cheapest config by
+training time not significantly below the best (pipeline/report/significance.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 
 from pipeline.errors import reported
 from pipeline.report.plot import plot
-from pipeline.report.table import summarize, to_csv, to_markdown
+from pipeline.report.significance import recommendation
+from pipeline.report.table import pairs_to_csv, summarize, to_csv, to_markdown
 from pipeline.tracking import queries, store
 from pipeline.tracking.names import SWEEP_ID
+
+FILES = ("report.md", "report.csv", "pairs.csv", "pareto.png")
 
 
 def _defaults() -> tuple[str, str, Path]:
@@ -49,18 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     with reported():
         runs, parent = queries.select_runs(client, args.experiment or experiment, args.sweep_id, args.filter)
     name = parent.data.tags[SWEEP_ID] if parent else "filtered"
-    rows, computed = summarize(runs)
+    rows, comparison, computed = summarize(runs, {run.info.run_id: queries.per_query_scores(client, run)
+                                                  for run in runs})
+    line = recommendation(comparison, rows)
     out = args.out or outputs / "reports" / name
     out.mkdir(parents=True, exist_ok=True)
     title = f"sweep {name}" if parent else f"runs matching {args.filter}"
-    markdown = to_markdown(rows, computed, title)
+    markdown = to_markdown(rows, comparison, line, computed, title)
     (out / "report.md").write_text(markdown)
-    to_csv(rows, out / "report.csv")
-    plot(rows, out / "pareto.png", f"nDCG@10 vs training time, {title}")
+    to_csv(rows, comparison, out / "report.csv")
+    pairs_to_csv(comparison, out / "pairs.csv")
+    plot(rows, comparison, out / "pareto.png", f"nDCG@10 vs training time, {title}")
     if parent:
-        queries.log_report(client, parent, [out / file for file in ("report.md", "report.csv", "pareto.png")])
+        chosen = comparison.recommended
+        queries.log_report(client, parent, [out / file for file in FILES],
+                           {"report/recommendation": line,
+                            "report/recommended_k": str(chosen["k"]) if chosen else "n/a"})
     print(markdown)
-    print(f"saved {out}/report.md, report.csv, pareto.png"
+    print(f"saved {out}/{', '.join(FILES)}"
           + (f"; logged to parent run {parent.info.run_id} under report/" if parent else ""))
     return 0
 

@@ -1,4 +1,7 @@
-"""The report's table: one row per config (seeds pooled), Markdown and CSV, and the Pareto front."""
+"""The report's table: one row per config (seeds pooled), Markdown and CSV, and the Pareto front.
+
+Intervals, paired tests and the recommendation come from pipeline.report.significance.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,15 @@ import csv
 import statistics
 from pathlib import Path
 
+from pipeline.report.significance import COMPARED, METRICS as COMPARED_METRICS, Comparison, compare, label
+
 # (column, MLflow metric): per-config means (± spread with several seeds).
 METRICS = [("s/step", "train/s_per_step"), ("train time (s)", "time/train_s"),
            ("eval fraction", "time/eval_fraction"), ("nDCG@10", "test/ndcg_at_10"),
            ("MRR@10", "test/mrr_at_10"), ("gain nDCG@10", "gain/ndcg_at_10")]
 TEXTS_PER_STEP = "cost/texts_per_step"
 # Params that don't make two runs different configs.
-_NOT_CONFIG = ("seed", "resume", "preset")
+_NOT_CONFIG = ("seed", "resume", "preset", "report")
 _NOT_CONFIG_PREFIXES = ("paths.", "mlflow.")
 
 
@@ -25,8 +30,10 @@ def _spread(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def summarize(runs: list) -> tuple[list[dict], bool]:
-    """One row per config, sorted by k; and whether texts/step had to be computed."""
+def summarize(runs: list, per_run: dict[str, dict | None]) -> tuple[list[dict], Comparison, bool]:
+    """One row per config, sorted by k, compared (significance.compare) on the runs' per-query
+    scores `per_run` (run id -> per_query.json content or None); and whether texts/step had to
+    be computed."""
     groups: dict[tuple, list] = {}
     for run in runs:
         groups.setdefault(_config_key(run.data.params), []).append(run)
@@ -47,25 +54,7 @@ def summarize(runs: list) -> tuple[list[dict], bool]:
             row[column] = _spread([r.data.metrics.get(metric, float("nan")) for r in group])
         rows.append(row)
     rows.sort(key=lambda r: (r["config"], r["loss"], r["k"]))
-    _mark_differences(rows)
-    return rows, computed
-
-
-def _mark_differences(rows: list[dict]) -> None:
-    """Δ nDCG@10 against the reference row (smallest k), and whether it beats the seed spread."""
-    ref = min(rows, key=lambda r: (r["config"], r["k"]))
-    ref_mean, ref_std = ref["nDCG@10"]
-    for row in rows:
-        mean, std = row["nDCG@10"]
-        row["Δ nDCG@10"] = mean - ref_mean
-        if row is ref:
-            row["beyond spread"] = "reference"
-        elif std is None or ref_std is None:
-            row["beyond spread"] = "n/a (1 seed)"
-        else:
-            row["beyond spread"] = "yes" if abs(mean - ref_mean) > std + ref_std else "no"
-    for row in rows:
-        row["reference"] = f"k={ref['k']}"
+    return rows, compare(rows, per_run), computed
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
@@ -85,21 +74,48 @@ def _fmt(value, digits: int) -> str:
     return f"{value:+.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _interval(interval, signed: bool = False) -> str:
+    """[low, high] of an Interval or Difference, or n/a."""
+    if interval is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    return f"[{interval.low:{sign}.4f}, {interval.high:{sign}.4f}]"
+
+
 _DIGITS = {"s/step": 3, "train time (s)": 1, "eval fraction": 3, "nDCG@10": 4, "MRR@10": 4,
            "gain nDCG@10": 4, "Δ nDCG@10": 4}
+_CI = " 95 % CI"
 
 
-def to_markdown(rows: list[dict], computed_texts: bool, title: str) -> str:
-    columns = ["k", "loss"] + (["config"] if rows[0]["config"] else []) + ["texts/step"] + \
-        [c for c, _ in METRICS] + ["Δ nDCG@10", "beyond spread", "seeds"]
+def _cells(row: dict) -> dict[str, str]:
+    """The Markdown cells of a row, by column."""
+    cells = {column: _fmt(row[column], _DIGITS.get(column, 0)) for column in
+             ["k", "loss", "config", "texts/step", "Δ nDCG@10", "significant at 95 %", "vs best", "seeds",
+              *(c for c, _ in METRICS)]}
+    cells |= {column + _CI: _interval(row[f"{column} CI"]) for column in COMPARED_METRICS}
+    reference = row["significant at 95 %"] == "reference"
+    cells["Δ" + _CI] = "" if reference else _interval(row["Δ CI"], signed=True)
+    return cells
+
+
+def to_markdown(rows: list[dict], comparison: Comparison, recommendation: str, computed_texts: bool,
+                title: str) -> str:
+    columns = ["k", "loss"] + (["config"] if rows[0]["config"] else []) + ["texts/step", "s/step",
+               "train time (s)", "eval fraction", "nDCG@10", "nDCG@10" + _CI, "MRR@10", "MRR@10" + _CI,
+               "gain nDCG@10", "Δ nDCG@10", "Δ" + _CI, "significant at 95 %", "vs best", "seeds"]
     front = {id(r) for r in pareto_front(rows)}
     lines = [f"### {title}", "", "| " + " | ".join(columns) + " | Pareto |",
              "|" + "---|" * (len(columns) + 1)]
     for row in rows:
-        cells = [_fmt(row[c], _DIGITS.get(c, 0)) for c in columns]
-        lines.append("| " + " | ".join(cells) + f" | {'★' if id(row) in front else ''} |")
-    lines += ["", f"Mean ± standard deviation over seeds. Δ nDCG@10 is against {rows[0]['reference']}; "
-              "'beyond spread' = |Δ| exceeds the two configs' standard deviations added up. "
+        cells = _cells(row)
+        lines.append("| " + " | ".join(cells[c] for c in columns) + f" | {'★' if id(row) in front else ''} |")
+    best = label(comparison.best) if comparison.best else "none (no per-query scores)"
+    lines += ["", f"**{recommendation}**", "",
+              f"Mean (± standard deviation over seeds). 95 % CI: percentile bootstrap over the test "
+              f"queries, seeds of a row resampled too (1,000 resamples, seeded). Δ nDCG@10 is against "
+              f"the reference row, {label(comparison.reference)}; 'significant at 95 %' = the paired "
+              f"bootstrap's 95 % interval of that Δ excludes 0 (p: two-sided); 'vs best' = the same "
+              f"paired test against the best row, {best}. "
               "★ = on the Pareto front of training time vs nDCG@10."]
     if computed_texts:
         lines.append("texts/step = train.batch_size × (2 + k), computed (the runs log no "
@@ -107,17 +123,40 @@ def to_markdown(rows: list[dict], computed_texts: bool, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_csv(rows: list[dict], path: Path) -> None:
+def to_csv(rows: list[dict], comparison: Comparison, path: Path) -> None:
     spread = [c for c, _ in METRICS]
     header = ["k", "loss", "config", "texts/step"] + [h for c in spread for h in (c, f"{c} std")] + \
-        ["Δ nDCG@10", "beyond spread", "reference", "seeds", "runs"]
+        [f"{c} CI {end}" for c in COMPARED_METRICS for end in ("low", "high")] + \
+        ["Δ nDCG@10", "Δ CI low", "Δ CI high", "Δ p", "significant at 95 %", "vs best", "vs best p",
+         "reference", "best", "recommended", "seeds", "test queries", "runs"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for row in rows:
             values = [row["k"], row["loss"], row["config"], row["texts/step"]]
             values += [v for c in spread for v in (row[c][0], "" if row[c][1] is None else row[c][1])]
-            writer.writerow(values + [row["Δ nDCG@10"], row["beyond spread"], row["reference"],
-                                      row["seeds"], row["runs"]])
+            values += [v for c in COMPARED_METRICS for v in _ends(row[f"{c} CI"])]
+            values += [row["Δ nDCG@10"], *_ends(row["Δ CI"]), _p(row["Δ CI"]), row["significant at 95 %"],
+                       row["vs best"], _p(row["vs best Δ"]), label(comparison.reference),
+                       label(comparison.best) if comparison.best else "",
+                       "yes" if row is comparison.recommended else "", row["seeds"],
+                       row["scores"].matrices[COMPARED].shape[1] if row["nDCG@10 CI"] else "", row["runs"]]
+            writer.writerow(values)
 
 
+def pairs_to_csv(comparison: Comparison, path: Path) -> None:
+    """Every paired bootstrap between two rows scored on the same test set: a - b."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["a", "b", "metric", "mean a - b", "CI low", "CI high", "p", "significant at 95 %"])
+        for a, b, column, d in comparison.pairs:
+            writer.writerow([label(a), label(b), column, d.mean, d.low, d.high, d.p_value,
+                             "yes" if d.significant else "no"])
+
+
+def _ends(interval) -> tuple:
+    return ("", "") if interval is None else (interval.low, interval.high)
+
+
+def _p(difference) -> float | str:
+    return "" if difference is None else difference.p_value

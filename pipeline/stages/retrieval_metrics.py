@@ -41,13 +41,6 @@ class PerQueryScores:
         return {qid: {metric: float(column[i]) for metric, column in self.values.items()}
                 for i, qid in enumerate(self.query_ids)}
 
-    @classmethod
-    def from_table(cls, table: dict[str, dict[str, float]]) -> PerQueryScores:
-        """The inverse of `table`, for a report reading a run's per-query artifact back."""
-        query_ids = list(table)
-        metrics = list(next(iter(table.values()))) if table else list(METRICS)
-        return cls(query_ids, {m: np.array([table[q][m] for q in query_ids], dtype=float) for m in metrics})
-
 
 def retrieval_scores(query_embeddings, corpus_embeddings, query_ids: Sequence[str],
                      corpus_ids: Sequence[str], relevant: dict[str, set[str]],

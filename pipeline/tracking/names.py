@@ -21,6 +21,8 @@ GIT_COMMIT = "git_commit"
 MODEL_DIR = "model_dir"
 HYDRA_OVERRIDES = "hydra/overrides"
 HYDRA_OUTPUT_DIR = "hydra/output_dir"
+# A run's per-query test scores (the tuned model's), which the report's intervals are computed from.
+PER_QUERY_ARTIFACT = "test/per_query.json"
 # The final quality figure a Hydra job returns (and a sweeper could optimise).
 OBJECTIVE = "test/ndcg_at_10"
 

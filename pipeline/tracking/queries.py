@@ -1,12 +1,16 @@
-"""The report's reads and writes of the MLflow store: which runs a report covers, and
-logging the report's files on the sweep's parent run."""
+"""The report's reads and writes of the MLflow store: which runs a report covers, their
+per-query test scores, and logging the report's files on the sweep's parent run."""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.tracking.names import CONFIG_HASH, PARENT_RUN, REUSED, SWEEP_ID, SWEEP_OVERRIDES, SWEEP_PARENT
+from pipeline.tracking.names import (CONFIG_HASH, PARENT_RUN, PER_QUERY_ARTIFACT, REUSED, SWEEP_ID,
+                                     SWEEP_OVERRIDES, SWEEP_PARENT)
 
 
 def _sweeps(client, experiment_id: str) -> list:
@@ -72,7 +76,20 @@ def _latest_per_config_hash(runs: list) -> list:
     return list(latest.values())
 
 
-def log_report(client, parent, files: list[Path]) -> None:
-    """The report's files, under report/ on the sweep's parent run."""
+def per_query_scores(client, run) -> dict | None:
+    """The run's per-query test scores ({"test_set": fingerprint, "queries": {id: {metric: value}}}),
+    or None for a run logged before the pipeline saved them."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run buries the table
+    folder = PER_QUERY_ARTIFACT.rpartition("/")[0]
+    if PER_QUERY_ARTIFACT not in {a.path for a in client.list_artifacts(run.info.run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(client.download_artifacts(run.info.run_id, PER_QUERY_ARTIFACT, tmp)).read_text())
+
+
+def log_report(client, parent, files: list[Path], tags: dict[str, str]) -> None:
+    """The report's files, under report/ on the sweep's parent run, and its tags (the recommendation)."""
     for file in files:
         client.log_artifact(parent.info.run_id, str(file), "report")
+    for key, value in tags.items():
+        client.set_tag(parent.info.run_id, key, value)

@@ -22,7 +22,7 @@ from pipeline.tracking import names, store
 
 PARENT_FILE = "sweep.json"
 # Keys that say where results go, not what they are: left out of the config hash.
-_UNHASHED = ("paths", "mlflow", "resume")
+_UNHASHED = ("paths", "mlflow", "resume", "report")
 
 
 @dataclass

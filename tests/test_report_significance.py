@@ -1,0 +1,88 @@
+"""The report's comparisons on per-query scores built by hand: which rows differ significantly,
+which is best, which is recommended, and n/a where runs cannot be compared."""
+
+import numpy as np
+import pytest
+
+from pipeline.report.significance import compare, recommendation
+from pipeline.report.stats import bootstrap_mean, paired_bootstrap
+
+QUERIES = [f"q{i}" for i in range(200)]
+BASE = np.random.default_rng(0).uniform(0.35, 0.55, size=200)
+
+
+def _scores(values, test_set="T") -> dict:
+    """A run's per_query.json content."""
+    return {"test_set": test_set, "queries": {q: {"ndcg_at_10": float(v), "mrr_at_10": float(v) / 2}
+                                              for q, v in zip(QUERIES, values)}}
+
+
+def _row(k: int, seconds: float, runs: list[str], per_run: dict) -> dict:
+    ndcg = [np.mean([q["ndcg_at_10"] for q in per_run[r]["queries"].values()]) if per_run[r] else 0.5
+            for r in runs]
+    return {"k": k, "loss": "mnrl", "config": "", "runs": " ".join(runs), "train time (s)": (seconds, None),
+            "nDCG@10": (float(np.mean(ndcg)), None)}
+
+
+@pytest.fixture
+def sweep():
+    steady, swing = np.tile([0.01, -0.01], 100), np.tile([0.3, -0.3], 100)
+    per_run = {"k0": _scores(BASE), "k4": _scores(BASE + 0.10 + steady), "k8": _scores(BASE + 0.10 + swing),
+               "k16a": _scores(BASE + 0.11), "k16b": _scores(BASE + 0.11), "k32": _scores(BASE + 0.12),
+               "old": None, "other": _scores(BASE + 0.5, "U")}
+    rows = [_row(0, 1.0, ["k0"], per_run), _row(4, 3.0, ["k4"], per_run), _row(8, 2.0, ["k8"], per_run),
+            _row(16, 5.0, ["k16a", "k16b"], per_run), _row(32, 9.0, ["k32"], per_run),
+            _row(64, 0.5, ["old"], per_run), _row(2, 0.7, ["other"], per_run)]
+    return rows, per_run
+
+
+def test_rows_are_compared_with_the_reference_and_the_best_and_the_cheapest_peer_is_recommended(sweep):
+    rows, per_run = sweep
+    comparison = compare(rows, per_run)
+    by_k = {row["k"]: row for row in rows}
+    assert comparison.reference is by_k[0] and comparison.best is by_k[32]
+    assert by_k[0]["significant at 95 %"] == "reference" and by_k[32]["vs best"] == "best"
+    assert by_k[4]["significant at 95 %"].startswith("yes (p=0.00")  # +0.10 on every query
+    assert by_k[0]["vs best"].startswith("below (p=")
+    # k=4 and k=8 are both 0.02 below k=32 on average; k=4 on every query (±0.01), k=8 swinging
+    # ±0.3 a query, which 200 queries cannot tell from 0; k=16 is 0.01 below on every query
+    assert by_k[4]["vs best"].startswith("below (p=") and by_k[16]["vs best"].startswith("below (p=")
+    assert by_k[8]["vs best"].startswith("not below (p=")
+    assert comparison.recommended is by_k[8]  # cheaper than k=32, the only other row not below
+    line = recommendation(comparison, rows)
+    assert line.startswith("Recommendation: k=8 mnrl: the cheapest row by training time (2.0 s)")
+    assert f"best row's {by_k[32]['nDCG@10'][0]:.4f} (k=32 mnrl; paired bootstrap, Δ -0.02" in line
+    # k=2 has the highest mean of all, on another test set: not comparable, so not the best
+    assert "Not considered: k=64 mnrl, n/a (no per-query scores); k=2 mnrl, n/a (another test set" in line
+
+
+def test_intervals_and_differences_are_the_stats_modules_own(sweep):
+    rows, per_run = sweep
+    compare(rows, per_run)
+    by_k = {row["k"]: row for row in rows}
+    ndcg = {run: [q["ndcg_at_10"] for q in per_run[run]["queries"].values()] for run in ("k0", "k4", "k16a")}
+    assert by_k[4]["nDCG@10 CI"] == bootstrap_mean(ndcg["k4"])
+    assert by_k[4]["Δ CI"] == paired_bootstrap(ndcg["k4"], ndcg["k0"])
+    assert by_k[16]["nDCG@10 CI"] == bootstrap_mean(np.stack([ndcg["k16a"], ndcg["k16a"]]))  # two seeds
+    assert by_k[4]["MRR@10 CI"].mean == pytest.approx(by_k[4]["nDCG@10 CI"].mean / 2)
+
+
+def test_rows_that_cannot_be_compared_say_why(sweep):
+    rows, per_run = sweep
+    per_run["k16b"] = _scores(BASE + 0.11, "V")  # one seed scored on another test set
+    comparison = compare(rows, per_run)
+    by_k = {row["k"]: row for row in rows}
+    assert by_k[64]["nDCG@10 CI"] is None and by_k[64]["significant at 95 %"] == "n/a (no per-query scores)"
+    assert by_k[16]["significant at 95 %"] == "n/a (seeds scored different test sets)"
+    assert by_k[2]["significant at 95 %"] == "n/a (another test set than the reference row)"
+    assert by_k[2]["nDCG@10 CI"] is not None  # its own interval is still there
+    pairs = {(a["k"], b["k"]) for a, b, column, _ in comparison.pairs}
+    assert pairs == {(0, 4), (0, 8), (0, 32), (4, 8), (4, 32), (8, 32)}
+
+
+def test_without_any_per_query_scores_there_is_no_recommendation(sweep):
+    rows, per_run = sweep
+    comparison = compare(rows, dict.fromkeys(per_run))
+    assert comparison.best is None and comparison.recommended is None
+    assert all(row["nDCG@10 CI"] is None for row in rows)
+    assert recommendation(comparison, rows).startswith("Recommendation: n/a: no run here saved per-query")
