@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from pipeline.report.significance import COMPARED, METRICS as COMPARED_METRICS, Comparison, compare, label
+from pipeline.report.stats import RESAMPLES
 
 # (column, MLflow metric): per-config means (± spread with several seeds).
 METRICS = [("s/step", "train/s_per_step"), ("train time (s)", "time/train_s"),
@@ -112,7 +113,7 @@ def to_markdown(rows: list[dict], comparison: Comparison, recommendation: str, c
     best = label(comparison.best) if comparison.best else "none (no per-query scores)"
     lines += ["", f"**{recommendation}**", "",
               f"Mean (± standard deviation over seeds). 95 % CI: percentile bootstrap over the test "
-              f"queries, seeds of a row resampled too (1,000 resamples, seeded). Δ nDCG@10 is against "
+              f"queries, seeds of a row resampled too ({RESAMPLES:,} resamples, seeded). Δ nDCG@10 is against "
               f"the reference row, {label(comparison.reference)}; 'significant at 95 %' = the paired "
               f"bootstrap's 95 % interval of that Δ excludes 0 (p: two-sided); 'vs best' = the same "
               f"paired test against the best row, {best}. "
