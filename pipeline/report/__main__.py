@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.config.preflight import check_tracking
 from pipeline.errors import reported
 from pipeline.report.plot import plot
 from pipeline.report.table import summarize, to_csv, to_markdown
@@ -44,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to save (default: outputs/reports/<name>)")
     args = parser.parse_args(argv)
 
-    uri, experiment, outputs = _defaults()
-    client = store.client(args.tracking_uri or uri)
     with reported():
-        runs, parent = queries.select_runs(client, args.experiment or experiment, args.sweep_id, args.filter)
+        uri, experiment, outputs = _defaults()
+        uri = args.tracking_uri or uri
+        check_tracking(uri)
+        client = store.client(uri)
+        runs, parent = queries.select_runs(client, uri, args.experiment or experiment, args.sweep_id,
+                                           args.filter)
     name = parent.data.tags[SWEEP_ID] if parent else "filtered"
     rows, computed = summarize(runs)
     out = args.out or outputs / "reports" / name
