@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 from sentence_transformers.util import mine_hard_negatives
 
-from helpers import ROOT
+from helpers import compose
 from pipeline.stages import embed, mine
 from pipeline.stages.docstrings import harvest
 from pipeline.run.models import load_model
@@ -31,7 +31,7 @@ def embedded(tmp_path_factory, static_model, train):
 
 
 def _miner(preset="top", **over):
-    return OmegaConf.merge(OmegaConf.load(ROOT / f"conf/miner/{preset}.yaml"), over)
+    return OmegaConf.merge(compose([f"miner={preset}"]).miner, over)
 
 
 def _ranked(tmp_path, miner, embedded, train, model):
