@@ -108,7 +108,8 @@ def test_sigkill_of_a_sweep_leaves_parent_and_child_that_the_report_ends_killed(
             "train.max_steps=100000"]
     proc = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    _wait_for(lambda: (cli.root / "mlflow.db").exists() and len(cli.all_runs()) == 2, proc)
+    # sweep.json appears once the store exists and the parent run is in it; then wait for the child.
+    _wait_for(lambda: any(cli.root.glob("outputs/multirun/*/*/sweep.json")) and len(cli.all_runs()) == 2, proc)
     time.sleep(2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -50,14 +50,16 @@ def check_every_job(config: DictConfig) -> None:
     """Refuse the whole sweep before its first job starts if any job's config is bad."""
     from hydra import compose
 
-    for overrides in sweep_jobs(config):
+    jobs = sweep_jobs(config)
+    swept = [o for o in dict.fromkeys(o for job in jobs for o in job) if sum(o in job for job in jobs) < len(jobs)]
+    for overrides in jobs:
         job = compose(config.hydra.job.config_name, overrides=overrides)
         try:
             validate(job)
             preflight(job)
         except PipelineError as exc:
-            raise PipelineError(f"sweep job {redact.text(' '.join(overrides))}: {exc} No job was started.") \
-                from None
+            named = " ".join(o for o in overrides if o in swept) or " ".join(overrides)
+            raise PipelineError(f"sweep job {redact.text(named)}: {exc} No job was started.") from None
 
 
 class SweepParentRun(Callback):

@@ -50,7 +50,8 @@ def find_experiment(mlflow_client, tracking_uri: str, name: str):
     """The experiment called `name`, or None; a store that cannot be opened is reported, and left
     as it is (never recreated or overwritten)."""
     try:
-        return mlflow_client.get_experiment_by_name(name)
+        with _store_lock(tracking_uri):
+            return mlflow_client.get_experiment_by_name(name)
     except Exception as exc:  # a damaged or foreign database, a server error
         first_line = (redact.text(str(exc)).splitlines() or [""])[0][:300]
         raise PipelineError(f"the MLflow store {redact.uri(tracking_uri)} could not be opened "
@@ -63,8 +64,8 @@ def experiment_id(mlflow_client, cfg: DictConfig) -> str:
     for sqlite stores). A store that cannot be opened is reported and left as it is."""
     from mlflow.exceptions import MlflowException
 
+    experiment = find_experiment(mlflow_client, cfg.tracking_uri, cfg.experiment_name)
     with _store_lock(cfg.tracking_uri):
-        experiment = find_experiment(mlflow_client, cfg.tracking_uri, cfg.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
         location = None
