@@ -5,8 +5,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-import pipeline.hydra_ext.resolvers  # noqa: F401  registers ${cwd:}, which conf/paths uses
+import pipeline.hydra_ext.resolvers  # noqa: F401  registers ${cwd:} and ${run_suffix:}, which conf/ uses
 from pipeline import app
+from pipeline.hydra_ext import errors
+
+errors.install()  # Hydra's own errors: one paragraph, exit 2, the closest key suggested
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

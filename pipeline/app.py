@@ -1,30 +1,38 @@
 """What one Hydra job does: check the config, then plan, skip (resume) or run.
 
 Hydra's globals are read here and nowhere below: the runner gets the config and
-the resolved hardware, the recorder the tags.
+the resolved hardware, the recorder the tags. Every way a job can end is one
+paragraph on the terminal: bad input and a full disk exit 2, Ctrl-C and SIGTERM
+exit 130 with the run ended KILLED.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from pipeline import redact
 from pipeline.config.preflight import preflight
 from pipeline.config.rules import validate
-from pipeline.errors import reported
+from pipeline.errors import PipelineError, reported
 from pipeline.tracking import names
 
 log = logging.getLogger("pipeline")
+EXIT_INTERRUPTED = 130
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DISK_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "database or disk is full")
 
 
 def _hydra_tags() -> dict[str, str]:
     """What Hydra knows about this job: overrides, and sweep dir and job number in a multirun."""
     hc = HydraConfig.get()
-    tags = {names.HYDRA_OVERRIDES: " ".join(hc.overrides.task) or "(none)",
-            names.HYDRA_OUTPUT_DIR: hc.runtime.output_dir}
+    overrides = " ".join(redact.text(override) for override in hc.overrides.task)
+    tags = {names.HYDRA_OVERRIDES: overrides or "(none)", names.HYDRA_OUTPUT_DIR: hc.runtime.output_dir}
     if hc.mode.name == "MULTIRUN":
         tags |= {names.SWEEP_DIR: hc.sweep.dir, names.SWEEP_JOB: str(hc.job.num)}
     return tags
@@ -33,6 +41,28 @@ def _hydra_tags() -> dict[str, str]:
 def _sweep_dir() -> Path | None:
     hc = HydraConfig.get()
     return Path(hc.sweep.dir) if hc.mode.name == "MULTIRUN" else None
+
+
+def _scrub_hydra_copies() -> None:
+    """Hydra wrote the job's config and overrides (and a sweep's multirun.yaml) before any
+    pipeline code ran: mask secrets there."""
+    hc = HydraConfig.get()
+    if hc.output_subdir is not None:
+        redact.scrub_yaml_files(Path(hc.runtime.output_dir, hc.output_subdir))
+    if _sweep_dir() is not None and _sweep_dir().is_dir():
+        redact.scrub_yaml_files(_sweep_dir())
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or what caused it, is the disk (or a file-size limit) refusing a write."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return True
+        if any(words in str(seen) for words in _DISK_FULL_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float:
@@ -49,31 +79,47 @@ def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float:
     return metrics[names.OBJECTIVE]
 
 
+def _job(cfg: DictConfig) -> float | None:
+    hardware = validate(cfg)
+    preflight(cfg)
+    if cfg.plan:
+        from pipeline.run import plan
+
+        print(plan.run(cfg, hardware), flush=True)
+        return None
+    from pipeline.hydra_ext import launch
+    from pipeline.run.provenance import code_tags, process_tags
+    from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
+    from pipeline.tracking import sweeps
+
+    raise_keyboard_interrupt_on_sigterm()
+    tags = _hydra_tags() | code_tags() | process_tags() | sweeps.job_tags(cfg, _sweep_dir())
+    if cfg.resume and _sweep_dir() is not None:
+        twin = sweeps.finished_twin(cfg.mlflow, tags, HydraConfig.get().job.num)
+        if twin is not None:
+            log.info("skipped: this config already FINISHED as run %s with the same code "
+                     "(resume=false re-runs it)", twin.info.run_id)
+            return twin.data.metrics.get(names.OBJECTIVE)
+    threads = launch.job_threads(HydraConfig.get().launcher)
+    if threads:
+        launch.limit_threads(threads)
+    return _run(cfg, hardware, tags)
+
+
 def main(cfg: DictConfig) -> float | None:
-    """Run (or plan, or skip as already finished) the job `cfg`; bad input exits 2 with one message."""
+    """Run (or plan, or skip as already finished) the job `cfg`; see the module docstring for exits."""
+    _scrub_hydra_copies()
     with reported():
-        hardware = validate(cfg)
-        preflight(cfg)
-        if cfg.plan:
-            from pipeline.run import plan
-
-            print(plan.run(cfg, hardware), flush=True)
-            return None
-        from pipeline.hydra_ext import launch
-        from pipeline.run.provenance import git_commit
-        from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
-        from pipeline.tracking import sweeps
-
-        raise_keyboard_interrupt_on_sigterm()
-        tags = _hydra_tags() | {names.GIT_COMMIT: git_commit(cfg.paths.root_dir)} \
-            | sweeps.job_tags(cfg, _sweep_dir())
-        if cfg.resume and _sweep_dir() is not None:
-            twin = sweeps.finished_twin(cfg.mlflow, tags, HydraConfig.get().job.num)
-            if twin is not None:
-                log.info("skipped: this config already FINISHED as run %s (resume=false re-runs it)",
-                         twin.info.run_id)
-                return twin.data.metrics.get(names.OBJECTIVE)
-        threads = launch.job_threads(HydraConfig.get().launcher)
-        if threads:
-            launch.limit_threads(threads)
-        return _run(cfg, hardware, tags)
+        try:
+            return _job(cfg)
+        except KeyboardInterrupt:
+            print("interrupted (Ctrl-C or SIGTERM): the run, if one had started, is recorded KILLED.",
+                  file=sys.stderr, flush=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            if not _disk_full(exc):
+                raise
+            raise PipelineError(f"the disk refused a write ({redact.text(str(exc))[:300]}): free space under "
+                                f"paths.outputs_dir={cfg.paths.outputs_dir!r}, or point it (or HNPIPE_ROOT) at "
+                                "a disk with room. Finished runs and cache entries are intact; the next run "
+                                "rebuilds what this one could not finish.") from exc

@@ -10,6 +10,7 @@ import pytest
 from helpers import Cli
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 

@@ -1,12 +1,15 @@
 """Real CLI runs: split -> mine -> train -> evaluate, recorded in a real MLflow store."""
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from helpers import write_jsonl
+from helpers import ROOT, write_jsonl
 
 STAGE_TIMES = ["time/split_s", "time/mine_s", "time/train_s", "time/eval_s", "time/total_s"]
 TEST_METRICS = ["ndcg_at_10", "mrr_at_10", "recall_at_1", "recall_at_10", "recall_at_100", "map_at_100"]
@@ -30,6 +33,11 @@ def test_run_with_hard_negatives_is_recorded_in_mlflow(cli):
     assert run.data.params["k"] == "2" and run.data.params["model.kind"] == "static"
     assert run.data.tags["cache/mine_hit"] in ("true", "false")
     assert "k=2" in run.data.tags["hydra/overrides"]
+    # Provenance: the pipeline's own checkout (HNPIPE_ROOT is a temp dir), and where the process ran.
+    assert len(run.data.tags["git_commit"]) == 40 and run.data.tags["git_dirty"] in ("true", "false")
+    assert len(run.data.tags["code_hash"]) == 16
+    assert run.data.tags["host/pid"].isdigit() and run.data.tags["host/name"]
+    assert run.data.tags["launcher/job_id"] == os.environ.get("SLURM_JOB_ID", "none")
     model_dir = Path(run.data.tags["model_dir"])
     assert (model_dir / "modules.json").is_file()
     artifacts = {a.path for a in cli_artifacts(cli, run)}
@@ -89,3 +97,11 @@ def test_files_source_with_column_mapping(cli, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = cli.runs()
     assert run.data.metrics["split/test_rows"] == 40
+
+
+def test_runs_started_in_the_same_second_get_their_own_run_dirs(cli):
+    procs = [subprocess.Popen([sys.executable, "-m", "pipeline", "k=-1"], cwd=ROOT, env=cli.env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    assert [proc.wait(timeout=120) for proc in procs] == [2, 2]
+    dirs = list(cli.root.glob("outputs/runs/*/*"))
+    assert len(dirs) == 2 and all((d / ".hydra" / "config.yaml").is_file() for d in dirs)

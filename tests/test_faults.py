@@ -4,10 +4,13 @@ a rerun completes, concurrent jobs build a cache entry once, secrets never reach
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -92,6 +95,52 @@ def test_sigkill_during_training_keeps_earlier_runs_intact(cli, tmp_path):
     assert runs[done.info.run_id].info.status == "FINISHED"
     assert runs[done.info.run_id].data.metrics == done.data.metrics
     assert sum(r.info.status == "FINISHED" for r in runs.values()) == 2
+    # The killed run's process is gone, so the next run's start ended it KILLED, saying how it knew.
+    (killed,) = [r for r in runs.values() if r.info.status == "KILLED"]
+    assert f"process {killed.data.tags['host/pid']}" in killed.data.tags["error"]
+    assert "no longer exists" in killed.data.tags["error"]
+    newest = cli.runs()[0]
+    assert killed.data.tags["reaped_by"].startswith(f"run {newest.info.run_id}")
+
+
+def test_sigkill_of_a_sweep_leaves_parent_and_child_that_the_report_ends_killed(cli, tmp_path):
+    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "k=1",
+            "train.max_steps=100000"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    # sweep.json appears once the store exists and the parent run is in it; then wait for the child.
+    _wait_for(lambda: any(cli.root.glob("outputs/multirun/*/*/sweep.json")) and len(cli.all_runs()) == 2, proc)
+    time.sleep(2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert {r.info.status for r in cli.all_runs()} == {"RUNNING"}
+
+    report = subprocess.run([sys.executable, "-m", "pipeline.report"], cwd=ROOT, env=cli.env(),
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 2  # nothing FINISHED to report on, said in one message
+    assert "no FINISHED runs" in report.stderr and "Traceback" not in report.stderr
+    for run in cli.all_runs():
+        assert run.info.status == "KILLED"
+        assert f"process {proc.pid}" in run.data.tags["error"]
+        assert run.data.tags["reaped_by"].startswith("pipeline.report")
+
+
+def test_a_full_disk_is_one_message_and_the_run_failed(cli, tmp_path):
+    """A file-size limit refuses the model's 47 MB weights the way a full disk would."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 2**20, 20 * 2**20))
+
+    result = subprocess.run([sys.executable, "-m", "pipeline", *FAST, f"paths.cache_dir={tmp_path}/cache",
+                             "k=0"], cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=600,
+                            preexec_fn=limit_file_size)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "the disk refused a write" in result.stderr and "paths.outputs_dir" in result.stderr
+    assert "Traceback" not in result.stderr
+    (run,) = cli.runs()
+    assert run.info.status == "FAILED"
 
 
 def _build_once(root: str, counter: str, results) -> None:
@@ -131,13 +180,59 @@ def test_a_corrupt_entry_is_rebuilt_not_read(tmp_path):
     assert not (entry.path / "partial.txt").exists() and (entry.path / "data.txt").is_file()
 
 
-def test_tokens_in_the_environment_never_reach_mlflow(cli, tmp_path):
-    secret = "hf_SECRETvalue1234567890"
-    result = cli("k=0", env={"HF_TOKEN": secret, "MLFLOW_TRACKING_PASSWORD": secret})
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = cli.runs()
-    client = mlflow.MlflowClient(cli.tracking_uri)
-    assert secret not in repr(run.data.params) + repr(run.data.tags)
-    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "artifacts")))
-    texts = [p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file()]
-    assert texts and not any(secret in text for text in texts)
+SECRET = "hf_SECRETvalue1234567890"
+
+
+def _files_holding(root: Path, secret: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_a_secret_given_as_an_override_is_refused_and_written_nowhere(cli, tmp_path):
+    result = cli(f"+api_token={SECRET}", "k=0")
+    assert result.returncode == 2 and "api_token" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert list(cli.root.glob("outputs/runs/*/*/.hydra/overrides.yaml"))  # Hydra wrote its copies ...
+    assert _files_holding(cli.root, SECRET) == []  # ... and they were scrubbed
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_credentials_in_a_server_uri_work_and_no_secret_reaches_the_server_or_the_outputs(cli, tmp_path):
+    server_dir, port = tmp_path / "server", _free_port()
+    server_dir.mkdir()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                               str(port), "--workers", "1", "--backend-store-uri",
+                               f"sqlite:///{server_dir}/store.db", "--artifacts-destination",
+                               str(server_dir / "artifacts")], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not _answers(port):
+            assert server.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+            time.sleep(0.5)
+        uri = f"http://me:{SECRET}@127.0.0.1:{port}"
+        env = {"MLFLOW_TRACKING_URI": uri, "HF_TOKEN": SECRET, "MLFLOW_TRACKING_PASSWORD": SECRET}
+        result = cli("k=0", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert SECRET not in result.stdout + result.stderr
+        (run,) = mlflow.MlflowClient(uri).search_runs(["1"])
+        assert run.info.status == "FINISHED"
+        assert run.data.params["mlflow.tracking_uri"] == f"http://me:***@127.0.0.1:{port}"
+        local = Path(mlflow.MlflowClient(uri).download_artifacts(run.info.run_id, "", str(tmp_path / "got")))
+        assert [p.name for p in local.rglob("*.json")] and _files_holding(local, SECRET) == []
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert _files_holding(server_dir, SECRET) == [] and _files_holding(cli.root, SECRET) == []
+
+
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+        return True
+    except OSError:
+        return False

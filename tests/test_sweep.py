@@ -193,6 +193,31 @@ def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
     assert not any(key.startswith("reused/") for key in latest.data.tags)
 
 
+def test_a_resumed_sweep_reruns_a_job_whose_code_changed(cli, tmp_path):
+    """Resume compares a hash of the pipeline's sources: edit one and the finished job runs again."""
+    copy = tmp_path / "checkout"
+    for part in ("pipeline", "conf", "hydra_plugins"):
+        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "k=1"]
+
+    def sweep() -> subprocess.CompletedProcess:
+        result = subprocess.run(args, cwd=copy, env=cli.env(), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    sweep()
+    (first, (done,)), = sweeps(cli)
+    with (copy / "pipeline" / "losses" / "hn_only.py").open("a") as source:
+        source.write("\n# an edit: the code is no longer what produced the finished run\n")
+    second = sweep()
+    assert "already FINISHED" not in second.stdout + second.stderr
+    (latest, (rerun,)), _ = sweeps(cli)
+    assert rerun.info.run_id != done.info.run_id and rerun.info.status == "FINISHED"
+    assert rerun.data.tags["config_hash"] == done.data.tags["config_hash"]
+    assert rerun.data.tags["code_hash"] != done.data.tags["code_hash"]
+    assert not any(key.startswith("reused/") for key in latest.data.tags)
+
+
 def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path):
     args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}",
             "k=1", "train.max_steps=2000"]
@@ -211,7 +236,9 @@ def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path)
         job.wait(timeout=300)
     finally:
         job.kill()
-    assert job.returncode != 0, (tmp_path / "job.log").read_text()[-3000:]
+    log = (tmp_path / "job.log").read_text()
+    assert job.returncode == 130, log[-3000:]
+    assert "Traceback" not in log and "interrupted (Ctrl-C or SIGTERM)" in log
     (parent, (child,)), = sweeps(cli)
     assert child.info.status == "KILLED" and "interrupted" in child.data.tags["error"]
     assert parent.info.status == "KILLED"

@@ -91,6 +91,8 @@ def _check_precision(device: str, precision: str) -> None:
 
 def resolve(cfg: DictConfig) -> Hardware:
     """The device, precision and device count hardware config `cfg` gets on this machine."""
+    if (cfg.device, cfg.precision) == ("cpu", "fp32"):  # needs no probe (and no torch import)
+        return Hardware("cpu", "fp32", 1)
     import torch
 
     device = cfg.device

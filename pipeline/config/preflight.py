@@ -9,19 +9,22 @@ after a 70 s network hang or halfway through a run.
 
 from __future__ import annotations
 
+import base64
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from omegaconf import DictConfig
 
+from pipeline import redact
 from pipeline.errors import PipelineError
-from pipeline.stages import sources, test_sets
+from pipeline.stages import docstrings, sources, test_sets
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 _TIMEOUT_S = 5
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def check_model(cfg: DictConfig) -> None:
@@ -48,23 +51,72 @@ def check_model(cfg: DictConfig) -> None:
                             f"({type(exc).__name__}). Offline? {hint}") from exc
 
 
-def check_tracking(cfg: DictConfig) -> None:
-    """The tracking URI has a known scheme, and a tracking server answers."""
-    uri = cfg.tracking_uri
-    scheme = urlparse(uri).scheme.split("+")[0]
+def _check_sqlite(uri: str, shown: str) -> None:
+    """An existing sqlite store file must be an SQLite database: never overwrite something else."""
+    path = Path(uri.split(":///", 1)[1].split("?", 1)[0]) if ":///" in uri else None
+    if path is None or not path.exists():
+        return
+    if path.is_dir():
+        raise PipelineError(f"mlflow.tracking_uri={shown!r}: {path} is a directory, not an SQLite file. "
+                            "Point the URI (or MLFLOW_TRACKING_URI) at a file.")
+    with path.open("rb") as handle:
+        head = handle.read(len(_SQLITE_HEADER))
+    if head and head != _SQLITE_HEADER:
+        raise PipelineError(f"mlflow.tracking_uri={shown!r}: {path} exists but is not an SQLite database "
+                            f"(it starts with {head[:16]!r}); the pipeline will not overwrite it. Move it "
+                            "away, or set MLFLOW_TRACKING_URI to another store.")
+
+
+def _check_driver(uri: str, shown: str) -> None:
+    """A database URI's Python driver is installed (SQLAlchemy imports it only when connecting)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise PipelineError(f"mlflow.tracking_uri={shown!r}: the database driver is not installed "
+                            f"({exc}). Install it (postgresql: pip install 'psycopg[binary]'; mysql: pip install "
+                            "mysqlclient, or name another driver as in mysql+pymysql://), or unset "
+                            "MLFLOW_TRACKING_URI to use the local sqlite store.") from None
+    except Exception as exc:  # a URI SQLAlchemy cannot parse, an unknown dialect
+        raise PipelineError(f"mlflow.tracking_uri={shown!r}: not a database URI SQLAlchemy can use "
+                            f"({redact.text(str(exc))}).") from None
+
+
+def _check_server(uri: str, shown: str, timeout_s: float) -> None:
+    """The server answers /health within the timeout; a user:password in the URI is sent as basic
+    auth (urllib does not take it from the URL), never printed."""
+    parts = urlsplit(uri)
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=parts.hostname + (
+        f":{parts.port}" if parts.port else ""))).rstrip("/") + "/health")
+    if parts.username is not None:
+        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode())
+        request.add_header("Authorization", f"Basic {token.decode()}")
+    try:
+        urllib.request.urlopen(request, timeout=timeout_s).close()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise PipelineError(
+            f"mlflow.tracking_uri={shown!r}: the MLflow server does not answer within {timeout_s:g} s "
+            f"({redact.text(str(exc))}). Start it (mlflow server --host 127.0.0.1 --port 5000), or unset "
+            "MLFLOW_TRACKING_URI to use the local sqlite store.") from None
+
+
+def check_tracking(uri: str, timeout_s: float = _TIMEOUT_S) -> None:
+    """The tracking URI has a known scheme and its store can be used: an sqlite file that is one,
+    a database driver that is installed, a server that answers."""
+    shown = redact.uri(uri)
+    scheme, _, driver = urlsplit(uri).scheme.partition("+")
     if scheme not in TRACKING_SCHEMES:
         raise PipelineError(
-            f"mlflow.tracking_uri={uri!r}: unknown scheme {scheme!r}; allowed: "
+            f"mlflow.tracking_uri={shown!r}: unknown scheme {scheme!r}; allowed: "
             f"{', '.join(TRACKING_SCHEMES)} (e.g. sqlite:////abs/path/mlflow.db or "
             "http://127.0.0.1:5000). MLflow >= 3.7 no longer accepts a ./mlruns file store.")
-    if scheme in ("http", "https"):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=_TIMEOUT_S).close()
-        except (urllib.error.URLError, OSError) as exc:
-            raise PipelineError(
-                f"mlflow.tracking_uri={uri!r}: the MLflow server does not answer "
-                f"({exc}). Start it (mlflow server --host 127.0.0.1 --port 5000), or unset "
-                "MLFLOW_TRACKING_URI to use the local sqlite store.") from exc
+    if scheme == "sqlite":
+        _check_sqlite(uri, shown)
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        _check_driver(uri, shown)
+    elif scheme in ("http", "https"):
+        _check_server(uri, shown, timeout_s)
 
 
 def check_writable(outputs_dir: str) -> None:
@@ -81,11 +133,22 @@ def check_writable(outputs_dir: str) -> None:
                             "HNPIPE_ROOT.") from exc
 
 
+def check_data(cfg: DictConfig, group_column: str | None) -> None:
+    """The data source can be read and has the columns the config names (a hub dataset's can
+    only be known once it loads)."""
+    if cfg.source == "files":
+        sources.check(cfg, group_column)
+    elif cfg.source == "docstrings":
+        docstrings.source_roots(list(cfg.packages))
+        if group_column not in (None, "anchor", "positive"):
+            raise PipelineError(f"split.group_column={group_column!r}: no such column; the docstrings "
+                                "data has columns ['anchor', 'positive'].")
+
+
 def preflight(cfg: DictConfig) -> None:
     """Run every check (the outputs dir is checked earlier, by a Hydra callback)."""
-    if cfg.data.source == "files":
-        sources.check(cfg.data)
+    check_data(cfg.data, cfg.split.group_column)
     if cfg.eval.test is not None:
         test_sets.check(cfg.eval.test)
     check_model(cfg.model)
-    check_tracking(cfg.mlflow)
+    check_tracking(cfg.mlflow.tracking_uri)

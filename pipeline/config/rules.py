@@ -14,26 +14,106 @@ import os
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from pipeline.config.schema import CHOICES, DATA, GROUPS
+from pipeline import redact
+from pipeline.config.keys import unknown_key_message
+from pipeline.config.schema import CHOICES, DATA, GROUPS, TOP_LEVEL
 from pipeline.errors import PipelineError, refused
 from pipeline.losses import LOSSES, MAX_K
 
+_ABSENT = object()
+
+
+def _raw(node: DictConfig, key: str) -> object:
+    """A value for a message, or None where it cannot be read."""
+    try:
+        return OmegaConf.select(node, key, default=None, throw_on_resolution_failure=False)
+    except OmegaConfBaseException:
+        return None
+
+
+def _unknown(path: str, value: object) -> PipelineError:
+    """A key the config does not have; for a whole new subtree (+trian.batch_size=8) its first leaf."""
+    while isinstance(value, DictConfig) and len(value):
+        first = str(next(iter(value.keys())))
+        path, value = f"{path}.{first}", _raw(value, first)
+    return PipelineError(unknown_key_message(path, value))
+
 
 def _typed(group: str, node: DictConfig, schema: type) -> None:
+    for key in node.keys():
+        if key not in schema.__dataclass_fields__:
+            raise _unknown(f"{group}.{key}", _raw(node, str(key)))
     try:
         OmegaConf.merge(OmegaConf.structured(schema), node)
+    except ConfigKeyError as exc:  # a key nested under a known one
+        raise PipelineError(unknown_key_message(f"{group}.{exc.full_key}")) from None
     except OmegaConfBaseException as exc:
         key = f"{group}.{exc.key}" if getattr(exc, "key", None) else group
-        value = OmegaConf.select(node, str(exc.key), default=None) if getattr(exc, "key", None) else None
+        value = _raw(node, str(exc.key)) if getattr(exc, "key", None) else None
         reason = str(exc).splitlines()[0]
-        raise PipelineError(f"{key}={value!r} is not allowed: {reason}. Expected fields of "
-                            f"{group}: {', '.join(schema.__dataclass_fields__)}.") from None
+        raise PipelineError(f"{key}={redact.value(key, value)!r} is not allowed: {reason}. Expected fields "
+                            f"of {group}: {', '.join(schema.__dataclass_fields__)}.") from None
     unset = [key for key in schema.__dataclass_fields__ if key not in node.keys()]  # deleted with ~key
     if unset:
         raise PipelineError(f"{group}.{unset[0]} is not set: the {group} group needs it "
                             f"(fields of {group}: {', '.join(schema.__dataclass_fields__)}).")
+
+
+def _whole(low: int, high: int | None = None, null: bool = False):
+    """A test for an integer in low..high (or null where null=True)."""
+    def ok(value: Any) -> bool:
+        if value is None:
+            return null
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low and \
+            (high is None or value <= high)
+    return ok
+
+
+# (key, test, what is allowed): keys whose type alone does not say which values make sense.
+# A key a config lacks (another data source's, another loss's) is skipped.
+LIMITS = [
+    ("seed", _whole(0, 2**32 - 1), "an integer from 0 to 4294967295 (numpy's seed range)"),
+    ("split.seed", _whole(0, 2**32 - 1), "an integer from 0 to 4294967295 (numpy's seed range)"),
+    ("data.max_rows", _whole(1, null=True), "null (every row) or at least 1 row"),
+    ("data.min_summary_words", _whole(0), "0 or more words"),
+    ("data.min_body_chars", _whole(0), "0 or more characters"),
+    ("data.max_body_chars", _whole(1), "at least 1 character"),
+    ("model.max_seq_length", _whole(1), "at least 1 token"),
+    ("train.max_steps", lambda v: v == -1 or v >= 1, "-1 (train for train.epochs) or at least 1 step"),
+    ("train.learning_rate", lambda v: v > 0, "above 0"),
+    ("train.warmup_ratio", lambda v: 0 <= v < 1, "a fraction of the training steps, from 0 to below 1"),
+    ("train.logging_steps", _whole(1), "at least 1 step"),
+    ("eval.dev_distractors", _whole(0), "0 or more documents"),
+    ("eval.test_distractors", _whole(0), "0 or more documents"),
+    ("eval.batch_size", _whole(1), "at least 1"),
+    ("mlflow.experiment_name", lambda v: bool(v.strip()), "a non-empty name"),
+    ("loss.scale", lambda v: v > 0, "above 0 (it is 1 / temperature)"),
+    ("loss.temperature", lambda v: v > 0, "above 0"),
+    ("loss.margin", lambda v: v >= 0, "0 or more"),
+]
+
+
+def _check_limits(cfg: DictConfig) -> None:
+    for key, ok, allowed in LIMITS:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and not ok(value):
+            raise refused(key, value, allowed)
+    if cfg.train.max_steps == -1 and not cfg.train.epochs > 0:
+        raise refused("train.epochs", cfg.train.epochs,
+                      "above 0 while train.max_steps=-1: a run must train for some steps",
+                      "Set train.epochs=1, or train.max_steps to a number of steps.")
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    """No key the pipeline does not know: a typo must not silently do nothing."""
+    known = set(TOP_LEVEL) | set(GROUPS) | {"data", "loss", "hydra"}
+    for key in cfg.keys():
+        if key not in known:
+            raise _unknown(str(key), _raw(cfg, str(key)))
+    if not isinstance(cfg.preset, str):
+        raise refused("preset", cfg.preset, "a name (text)")
 
 
 def _check_k(k: Any) -> None:
@@ -160,6 +240,7 @@ def _check_choices(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig):
     """Raise PipelineError on the first bad value in the composed config; return the resolved Hardware."""
+    _check_top_level(cfg)
     _check_k(cfg.k)
     for flag in ("resume", "plan", "report"):
         if not isinstance(cfg.get(flag), bool):
@@ -182,8 +263,7 @@ def validate(cfg: DictConfig):
     _check_loss(cfg)
     _check_miner(cfg.miner, cfg.k)
     _check_eval_every(cfg.eval)
-    if cfg.model.max_seq_length < 1:
-        raise refused("model.max_seq_length", cfg.model.max_seq_length, "at least 1 token")
+    _check_limits(cfg)
     from pipeline.config import hardware  # imports torch: only for a config that passed everything else
 
     return hardware.resolve(cfg.hardware)

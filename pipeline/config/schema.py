@@ -110,6 +110,14 @@ class Hardware:
 
 
 @dataclass
+class Paths:
+    root_dir: str = MISSING
+    outputs_dir: str = MISSING
+    cache_dir: str = MISSING
+    run_dir: str = MISSING
+
+
+@dataclass
 class Mlflow:
     tracking_uri: str = MISSING
     artifact_root: str = MISSING
@@ -117,9 +125,11 @@ class Mlflow:
     run_name: Optional[str] = MISSING
 
 
+# Top-level scalars (the groups, `paths` and Hydra's own `hydra` are the other top-level keys).
+TOP_LEVEL = ("k", "seed", "preset", "resume", "plan", "report")
 DATA = {"docstrings": DocstringsData, "hf": HubData, "files": FilesData}
 GROUPS = {"split": Split, "miner": Miner, "model": Model, "train": Train,
-          "eval": Eval, "hardware": Hardware, "mlflow": Mlflow}
+          "eval": Eval, "hardware": Hardware, "mlflow": Mlflow, "paths": Paths}
 # Keys whose value is one of a fixed set (the loss's own choices are in its registry entry).
 CHOICES = {
     "data.source": tuple(DATA),

@@ -13,7 +13,7 @@ import shutil
 
 from omegaconf import DictConfig, open_dict
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, refused
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ def parallel_jobs(n_jobs: int, cores: int) -> int:
 def check_launcher(launcher: DictConfig) -> None:
     """Before any job starts: clamp joblib's n_jobs to the cores; refuse SLURM without sbatch."""
     kind = _kind(launcher)
+    if kind == "joblib" and (not isinstance(launcher.n_jobs, int) or launcher.n_jobs == 0):
+        raise refused("hydra.launcher.n_jobs", launcher.n_jobs,
+                      "a number of jobs run at once: 1 or more, or -1 for one per core (-2: all but one)")
     if kind == "joblib" and launcher.n_jobs > cpu_count():
         log.warning("hydra.launcher.n_jobs=%d is more than the %d cores here: clamped to %d",
                     launcher.n_jobs, cpu_count(), cpu_count())

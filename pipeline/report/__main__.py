@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.config.preflight import check_tracking
 from pipeline.errors import reported
 from pipeline.report.plot import plot
 from pipeline.report.significance import recommendation
@@ -49,10 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to save (default: outputs/reports/<name>)")
     args = parser.parse_args(argv)
 
-    uri, experiment, outputs = _defaults()
-    client = store.client(args.tracking_uri or uri)
     with reported():
-        runs, parent = queries.select_runs(client, args.experiment or experiment, args.sweep_id, args.filter)
+        uri, experiment, outputs = _defaults()
+        uri = args.tracking_uri or uri
+        check_tracking(uri)
+        client = store.client(uri)
+        runs, parent = queries.select_runs(client, uri, args.experiment or experiment, args.sweep_id,
+                                           args.filter)
     name = parent.data.tags[SWEEP_ID] if parent else "filtered"
     rows, comparison, computed = summarize(runs, {run.info.run_id: queries.per_query_scores(client, run)
                                                   for run in runs})

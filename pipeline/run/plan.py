@@ -4,6 +4,11 @@ Prints one line per job: which stages would run or hit the cache, the cost
 model's figures, and a training-time estimate from a few real training steps on
 this hardware. Prepares inputs exactly as a run does (pipeline.run.prepare), but
 never mines, never trains the run's model for real, never opens an MLflow run.
+
+Its time is bounded whatever the run's size: a step of more than
+CALIBRATION_TOKENS padded tokens is calibrated at a smaller batch (same k, same
+data) and the measured seconds are scaled by the cost model's padded tokens per
+step, and the line says so.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pipeline.run.result import RunResult
 
 # Timed calibration steps, after one untimed warm-up step.
 CALIBRATION_STEPS = 3
+# Padded tokens one calibration step may embed: a few seconds of MiniLM on a CPU core pair.
+CALIBRATION_TOKENS = 8192
 
 
 def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS) -> list[float]:
@@ -60,6 +67,36 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def calibration_batch(cfg: DictConfig, padded_per_step: float) -> int:
+    """The batch a calibration step runs at: the run's own, or as much of it as CALIBRATION_TOKENS
+    allows (at least 2 rows where other rows are negatives)."""
+    from pipeline.losses import LOSSES
+
+    batch = cfg.train.batch_size
+    if padded_per_step <= CALIBRATION_TOKENS:
+        return batch
+    smallest = 2 if LOSSES[cfg.loss.name].in_batch else 1
+    return min(batch, max(smallest, int(batch * CALIBRATION_TOKENS / padded_per_step)))
+
+
+def estimate(cfg: DictConfig, hardware, model, train_ds, padded_per_step: float) -> tuple[float, str]:
+    """(seconds per step, how they were found): measured at the run's batch, or at a smaller
+    one and scaled by the cost model's padded tokens per step."""
+    batch = calibration_batch(cfg, padded_per_step)
+    if batch == cfg.train.batch_size:
+        seconds = calibrate(cfg, hardware, model, train_ds)
+        return statistics.median(seconds), f"{len(seconds)} steps at batch {batch}: measured"
+    smaller = OmegaConf.merge(cfg, {"train": {"batch_size": batch}})
+    if "mini_batch_size" in cfg.loss:
+        smaller.loss.mini_batch_size = min(cfg.loss.mini_batch_size, batch)
+    _, padded = cost.tokens_per_step(model, train_ds, batch)
+    seconds = calibrate(smaller, hardware, model, train_ds)
+    scale = padded_per_step / padded
+    return statistics.median(seconds) * scale, (
+        f"{len(seconds)} steps at batch {batch} of {cfg.train.batch_size}, scaled x{scale:.1f} by "
+        f"padded tokens per step ({padded:,.0f} -> {padded_per_step:,.0f}): estimated")
+
+
 def run(cfg: DictConfig, hardware) -> str:
     """The plan line for config `cfg` (builds the split into the cache if absent: cost needs data)."""
     import datasets
@@ -70,8 +107,8 @@ def run(cfg: DictConfig, hardware) -> str:
               for stage, key in stage_keys(cfg).items()}
     prepared = prepare(cfg, hardware, RunResult(Path(cfg.paths.run_dir)), mine_negatives=False)
     figures = cost.predict(cfg, prepared.model, prepared.train_ds)
-    seconds = calibrate(cfg, hardware, prepared.model, prepared.train_ds)
-    s_per_step = statistics.median(seconds)
+    s_per_step, how = estimate(cfg, hardware, prepared.model, prepared.train_ds,
+                               figures["cost/tokens_per_step_padded"])
     stages = ", ".join(f"{stage} {state}" for stage, state in status.items())
     return (f"plan k={cfg.k} loss={cfg.loss.name} batch={cfg.train.batch_size} "
             f"model={cfg.model.kind} hardware={hardware.device}/{hardware.precision} | "
@@ -81,6 +118,6 @@ def run(cfg: DictConfig, hardware) -> str:
             f"{figures['cost/tokens_per_step_padded']:,.0f} padded, scores "
             f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,} | "
             f"{figures['cost/steps']:,} steps ({figures['cost/steps_per_epoch']:,}/epoch, "
-            f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({len(seconds)} steps, "
-            f"{prepared.negatives} negatives): {s_per_step:.3g} s/step measured, training estimate "
+            f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({prepared.negatives} "
+            f"negatives, {how}): {s_per_step:.3g} s/step, training estimate "
             f"{_minutes(s_per_step * figures['cost/steps'])} (dev evaluation not included)")

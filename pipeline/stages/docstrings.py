@@ -14,6 +14,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from pipeline.errors import PipelineError
+
 # Tests, demos and vendored code: not API documentation a user searches.
 _SKIP_PARTS = {"test", "tests", "idle_test", "idlelib", "lib2to3", "turtledemo",
                "ensurepip", "__pycache__", "site-packages", "dist-packages",
@@ -24,9 +26,13 @@ def source_roots(packages: list[str]) -> list[tuple[str, Path]]:
     """(module prefix, directory) pairs to harvest: the stdlib, then packages."""
     roots = [("", Path(sysconfig.get_paths()["stdlib"]))]
     for name in packages:
-        spec = importlib.util.find_spec(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # a dotted name whose parent is missing, an empty name
+            spec = None
         if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"data.packages: {name!r} is not an installed package")
+            raise PipelineError(f"data.packages: {name!r} is not an installed package (a package "
+                                "directory whose docstrings can be harvested); remove it or install it.")
         roots.append((name, Path(list(spec.submodule_search_locations)[0])))
     return roots
 

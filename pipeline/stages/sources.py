@@ -1,8 +1,9 @@
 """Where (anchor, positive) pairs come from: docstrings, a local file, or a hub dataset.
 
-`check` reads only a file's first row, so preflight can refuse a bad file or column
-mapping in seconds; `load_pairs` reads everything for the split stage. Both say
-the same thing about the same problem.
+Local files are read here, not through `datasets`, so that every problem names
+its line: a byte that is not UTF-8, a line that is not JSON, a cell that is not
+text. `check` reads only a file's first row, so preflight refuses a bad file or
+column mapping in seconds; `load_pairs` reads everything for the split stage.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import csv
 import hashlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 from omegaconf import DictConfig
 
 from pipeline.errors import PipelineError
 from pipeline.stages import docstrings
 
-FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def _no_file(cfg: DictConfig) -> PipelineError:
@@ -29,47 +31,129 @@ def _no_column(role: str, column: str, columns: list[str]) -> PipelineError:
                          f"columns {columns}. Set data.{role}_column to one of them.")
 
 
-def _not_text(role: str, column: str, value: object) -> PipelineError:
-    return PipelineError(f"data.{role}_column={column!r} holds {type(value).__name__} "
-                         f"values (e.g. {value!r}); it must hold text.")
+def _not_text(role: str, column: str, value: object, where: str = "") -> PipelineError:
+    at = f" ({where}: {value!r})" if where else f" (e.g. {value!r})"
+    return PipelineError(f"data.{role}_column={column!r} holds {type(value).__name__} values{at}; "
+                         "it must hold text.")
 
 
-def _first_row(path: Path) -> dict[str, object]:
-    """Column name -> a sample value (or arrow type for parquet), read cheaply."""
+def _json_line(where: str, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not valid JSON ({exc.msg}): {line.strip()[:80]!r}") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where} is not a JSON object with named columns: {line.strip()[:80]!r}")
+    return row
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file; a byte that is not UTF-8 names its line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"line {number} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                 f"column {exc.start + 1}); save the file as UTF-8") from None
+
+
+def read_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """(where, row) for each row of a jsonl / json / csv / parquet file, `where` naming its line
+    (or row, or array item) for messages; ValueError, saying where, for what cannot be read.
+
+    A .json file is a JSON array of objects or, like .jsonl, one object per line. In a CSV file
+    an empty cell is an empty string (the split stage drops blank pairs)."""
     suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"unknown format {suffix!r}; allowed suffixes: {', '.join(FORMATS)}")
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return {f.name: f.type for f in pq.read_schema(path)}
-    with path.open(encoding="utf-8", newline="") as handle:
-        if suffix == ".csv":
-            header = next(csv.reader(handle), None)
-            return dict.fromkeys(header or [], "")
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                return row if isinstance(row, dict) else {}
-    return {}
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow's errors name the problem, not a type worth catching apart
+            raise ValueError(f"not a readable parquet file ({exc})") from None
+        for number, row in enumerate(table.to_pylist(), 1):
+            yield f"row {number}", row
+        return
+    lines = _text_lines(path)
+    if suffix == ".csv":
+        yield from _csv_rows(lines)
+        return
+    for number, line in lines:
+        if not line.strip():
+            continue
+        if suffix == ".json" and line.lstrip().startswith("["):  # a JSON array, not JSON lines
+            yield from _json_array(line + "".join(rest for _, rest in lines), number)
+            return
+        yield f"line {number}", _json_line(f"line {number}", line)
 
 
-def check(cfg: DictConfig) -> None:
-    """A data=files source exists, is not empty and has the mapped text columns."""
+def _json_array(content: str, first_line: int) -> Iterator[tuple[str, dict]]:
+    try:
+        items = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {first_line + exc.lineno - 1} is not valid JSON ({exc.msg})") from None
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise ValueError(f"array item {number} is not a JSON object with named columns: {str(item)[:80]!r}")
+        yield f"array item {number}", item
+
+
+def _csv_rows(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[str, dict]]:
+    numbers: list[int] = []
+
+    def text():
+        for number, line in lines:
+            numbers.append(number)
+            yield line
+
+    reader = csv.reader(text())
+    header = next(reader, None)
+    if header is None:
+        return
+    for cells in reader:
+        if not any(cell.strip() for cell in cells):
+            continue
+        yield f"line {numbers[-1]}", {name: cells[i] if i < len(cells) else "" for i, name in enumerate(header)}
+
+
+def _columns(path: Path) -> list[str]:
+    """A file's column names, read from its header or first row."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return [field.name for field in pq.read_schema(path)]
+    if path.suffix.lower() == ".csv":
+        return next(csv.reader(line for _, line in _text_lines(path)), [])
+    return list(next(read_rows(path), ("", {}))[1])
+
+
+def check(cfg: DictConfig, group_column: str | None = None) -> None:
+    """A data=files source exists, has rows and has the mapped columns (and the split's group
+    column), reading no more than its first row: seconds, whatever the file's size."""
     path = Path(cfg.path)
     if not path.is_file():
         raise _no_file(cfg)
     try:
-        columns = _first_row(path)
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise PipelineError(f"data.path={cfg.path!r} could not be read: {exc}") from exc
-    if not columns:
-        raise PipelineError(f"data.path={cfg.path!r} holds no rows: the data is empty.")
+        columns = _columns(path)
+        first = next(read_rows(path), None)
+    except (ValueError, OSError) as exc:
+        raise PipelineError(f"data.path={cfg.path!r}: {exc}.") from None
+    if first is None:
+        only = " (only a header)" if columns else ""
+        raise PipelineError(f"data.path={cfg.path!r} holds no rows{only}: the data is empty.")
     for role in ("anchor", "positive"):
         column = cfg[f"{role}_column"]
         if column not in columns:
-            raise _no_column(role, column, list(columns))
-        sample = columns[column]
-        if not (isinstance(sample, str) or str(sample) in ("string", "large_string")):
-            raise _not_text(role, column, sample)
+            raise _no_column(role, column, columns)
+        sample = first[1][column]
+        if sample is not None and not isinstance(sample, str):
+            raise _not_text(role, column, sample, first[0])
+    if group_column is not None and group_column not in columns:
+        raise PipelineError(f"split.group_column={group_column!r}: no such column; the data has "
+                            f"columns {columns}.")
 
 
 def fingerprint(cfg: DictConfig) -> str:
@@ -84,46 +168,55 @@ def fingerprint(cfg: DictConfig) -> str:
     return ""  # hub datasets: path, name, split and revision are all in the config
 
 
-def _load_raw(cfg: DictConfig):
+def _hub_rows(cfg: DictConfig) -> Iterator[tuple[str, dict]]:
     import datasets
 
-    if cfg.source == "docstrings":
-        rows = docstrings.harvest(list(cfg.packages), cfg.min_summary_words,
-                                  cfg.min_body_chars, cfg.max_body_chars)
-        return datasets.Dataset.from_list(rows)
-    if cfg.source == "files":
-        fmt = FORMATS.get(Path(cfg.path).suffix.lower())
-        if fmt is None:
-            raise PipelineError(f"data.path={cfg.path!r}: unknown format; allowed suffixes: "
-                                f"{', '.join(FORMATS)}.")
-        try:
-            return datasets.load_dataset(fmt, data_files=str(cfg.path), split="train")
-        except Exception as exc:  # empty or malformed files fail deep inside datasets
-            raise PipelineError(f"data.path={cfg.path!r}: could not be read as {fmt}: {exc}") from exc
     try:
-        return datasets.load_dataset(cfg.path, cfg.name, split=cfg.split, revision=cfg.revision)
+        ds = datasets.load_dataset(cfg.path, cfg.name, split=cfg.split, revision=cfg.revision)
     except Exception as exc:
         raise PipelineError(
             f"data.path={cfg.path!r} (name={cfg.name}, split={cfg.split}) could not be loaded "
             f"from the Hugging Face hub: {exc}. Offline, use data=docstrings or data=files."
         ) from exc
+    for number, row in enumerate(ds, 1):
+        yield f"row {number}", row
+
+
+def _file_rows(cfg: DictConfig) -> Iterator[tuple[str, dict]]:
+    try:
+        yield from read_rows(Path(cfg.path))
+    except (ValueError, OSError) as exc:
+        raise PipelineError(f"data.path={cfg.path!r}: {exc}.") from None
+
+
+def _rows(cfg: DictConfig) -> Iterator[tuple[str, dict]]:
+    if cfg.source == "docstrings":
+        rows = docstrings.harvest(list(cfg.packages), cfg.min_summary_words, cfg.min_body_chars,
+                                  cfg.max_body_chars)
+        return ((f"row {number}", row) for number, row in enumerate(rows, 1))
+    if cfg.source == "files":
+        return _file_rows(cfg)
+    return _hub_rows(cfg)
 
 
 def load_pairs(cfg: DictConfig) -> list[dict]:
-    """Rows {anchor, positive, _extra: the whole source row} from the configured source, checked."""
-    ds = _load_raw(cfg)
+    """Rows {anchor, positive, _extra: the whole source row} from the configured source, checked.
+
+    A missing or empty cell is kept as "" (the split stage drops blank pairs, as documented);
+    a cell of another type is an error naming its line."""
     wanted = {"anchor": cfg.get("anchor_column", "anchor"),
               "positive": cfg.get("positive_column", "positive")}
-    for role, column in wanted.items():
-        if column not in ds.column_names:
-            raise _no_column(role, column, ds.column_names)
-    if cfg.max_rows:
-        ds = ds.select(range(min(cfg.max_rows, len(ds))))
     rows = []
-    for row in ds:
-        pair = {role: row[column] for role, column in wanted.items()}
-        for role, value in pair.items():
+    for where, row in _rows(cfg):
+        if cfg.max_rows is not None and len(rows) >= cfg.max_rows:
+            break
+        pair = {}
+        for role, column in wanted.items():
+            if column not in row:
+                raise _no_column(role, column, list(row))
+            value = "" if row[column] is None else row[column]
             if not isinstance(value, str):
-                raise _not_text(role, wanted[role], value)
+                raise _not_text(role, column, value, where)
+            pair[role] = value
         rows.append(pair | {"_extra": row})
     return rows

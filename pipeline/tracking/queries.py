@@ -26,16 +26,35 @@ def _sweep_list(sweeps) -> str:
         for s in sweeps)
 
 
-def select_runs(client, experiment_name: str, sweep_id: str | None, filter_string: str | None):
-    """FINISHED runs to report on, and the sweep's parent run (None with --filter)."""
-    experiment = client.get_experiment_by_name(experiment_name)
+def _search(client, experiment_id: str, filter_string: str, user_filter: str | None) -> list:
+    """search_runs; a filter MLflow cannot parse is the user's --filter, said so."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.search_runs([experiment_id], filter_string, max_results=5000)
+    except MlflowException as exc:
+        if user_filter is None:
+            raise
+        raise PipelineError(f"--filter {user_filter!r}: MLflow cannot use it ({exc.message.splitlines()[0]}). "
+                            "Write it as MLflow's search syntax, e.g. \"params.k = '8'\" or "
+                            "\"params.`model.kind` = 'static'\".") from None
+
+
+def select_runs(client, tracking_uri: str, experiment_name: str, sweep_id: str | None,
+                filter_string: str | None):
+    """FINISHED runs to report on, and the sweep's parent run (None with --filter); runs whose
+    process is provably gone are ended KILLED first (pipeline.tracking.reaper)."""
+    from pipeline.tracking import reaper, store
+
+    experiment = store.find_experiment(client, tracking_uri, experiment_name)
     if experiment is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise PipelineError(f"no experiment {experiment_name!r} in this MLflow store; "
                             f"experiments there: {names}.")
     eid = experiment.experiment_id
+    reaper.reap(client, [eid], "pipeline.report")
     if filter_string and not sweep_id:
-        runs = client.search_runs([eid], filter_string, max_results=5000)
+        runs = _search(client, eid, filter_string, filter_string)
         runs = [r for r in runs if r.data.tags.get(SWEEP_PARENT) != "true"]
         parent = None
     else:
@@ -50,7 +69,7 @@ def select_runs(client, experiment_name: str, sweep_id: str | None, filter_strin
         query = f"tags.{PARENT_RUN} = '{parent.info.run_id}'"
         if filter_string:
             query += f" and {filter_string}"
-        runs = client.search_runs([eid], query, max_results=5000)
+        runs = _search(client, eid, query, filter_string)
         runs += [client.get_run(run_id) for key, run_id in parent.data.tags.items()
                  if key.startswith(REUSED)]
     finished = [r for r in runs if r.info.status == "FINISHED"]

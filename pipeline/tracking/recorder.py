@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from typing import Iterator, Mapping
 
 from omegaconf import DictConfig
 
+from pipeline import redact
 from pipeline.run.result import RunResult
-from pipeline.tracking import store
+from pipeline.tracking import reaper, store
 from pipeline.tracking.names import ERROR
+
+log = logging.getLogger(__name__)
 
 
 class MlflowRecorder:
@@ -53,24 +57,38 @@ class MlflowRecorder:
         return summary
 
 
+def _end(status: str, error: str) -> None:
+    """End the active run; if the store itself cannot be written (a full disk), say so and go on:
+    the next run's reaper ends it once its process is gone."""
+    import mlflow
+
+    try:
+        mlflow.set_tag(ERROR, redact.text(error)[:5000])
+        mlflow.end_run(status)
+    except Exception as exc:  # the original error matters more than this one
+        log.warning("could not record the run as %s in MLflow (%s)", status, redact.text(str(exc))[:300])
+
+
 @contextlib.contextmanager
 def recording(cfg: DictConfig, tags: dict[str, str]) -> Iterator[MlflowRecorder]:
-    """Start the run (params = the flattened config, secrets left out); end it as it went."""
+    """Start the run (params = the flattened config, secrets left out) after ending runs whose
+    process is provably gone; end this one FINISHED, FAILED (with the error) or KILLED."""
     import mlflow
 
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
-    experiment = store.experiment_id(mlflow.MlflowClient(), cfg.mlflow)
+    client = mlflow.MlflowClient()
+    experiment = store.experiment_id(client, cfg.mlflow)
     active = mlflow.start_run(experiment_id=experiment, run_name=cfg.mlflow.run_name, tags=tags)
     try:
+        for run_id in reaper.reap(client, [experiment], f"run {active.info.run_id}"):
+            log.warning("run %s was left RUNNING by a process that is gone: ended KILLED", run_id)
         mlflow.log_params(store.flatten(cfg))
         yield MlflowRecorder(active)
     except KeyboardInterrupt:
-        mlflow.set_tag(ERROR, "interrupted (Ctrl-C or SIGTERM)")
-        mlflow.end_run("KILLED")
+        _end("KILLED", "interrupted (Ctrl-C or SIGTERM)")
         raise
     except BaseException as exc:
-        mlflow.set_tag(ERROR, f"{type(exc).__name__}: {exc}"[:5000])
-        mlflow.end_run("FAILED")
+        _end("FAILED", f"{type(exc).__name__}: {exc}")
         raise
     else:
         mlflow.end_run("FINISHED")

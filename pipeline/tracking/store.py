@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-# Keys (or key fragments) whose values must never reach MLflow.
-_SECRET_WORDS = ("token", "password", "secret", "api_key", "credential")
+from pipeline import redact
+from pipeline.errors import PipelineError
 
 
 def client(tracking_uri: str):
@@ -17,7 +18,7 @@ def client(tracking_uri: str):
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as flat `a.b.c` params, secrets left out."""
+    """The resolved config as flat `a.b.c` params: secret keys left out, URI passwords masked."""
     out: dict[str, str] = {}
 
     def walk(node, prefix: str) -> None:
@@ -26,25 +27,51 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
                 walk(value, f"{prefix}{key}.")
         else:
             key = prefix[:-1]
-            if not any(word in key.lower() for word in _SECRET_WORDS):
-                out[key] = str(node)
+            if not redact.is_secret(key):
+                out[key] = redact.uri(str(node))
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return out
 
 
+def _store_lock(tracking_uri: str):
+    """A file lock beside an sqlite store: the first process to open a fresh file creates and
+    migrates its tables while the others wait (processes racing there corrupt it)."""
+    from filelock import FileLock
+
+    if not tracking_uri.startswith("sqlite:") or ":///" not in tracking_uri:
+        return contextlib.nullcontext()
+    path = Path(tracking_uri.split(":///", 1)[1].split("?", 1)[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path) + ".lock")
+
+
+def find_experiment(mlflow_client, tracking_uri: str, name: str):
+    """The experiment called `name`, or None; a store that cannot be opened is reported, and left
+    as it is (never recreated or overwritten)."""
+    try:
+        with _store_lock(tracking_uri):
+            return mlflow_client.get_experiment_by_name(name)
+    except Exception as exc:  # a damaged or foreign database, a server error
+        first_line = (redact.text(str(exc)).splitlines() or [""])[0][:300]
+        raise PipelineError(f"the MLflow store {redact.uri(tracking_uri)} could not be opened "
+                            f"({type(exc).__name__}: {first_line}). It was left as it is; repair or move "
+                            "it, or point MLFLOW_TRACKING_URI at another store.") from None
+
+
 def experiment_id(mlflow_client, cfg: DictConfig) -> str:
     """The id of experiment cfg.experiment_name, created on first use (artifacts under outputs/
-    for sqlite stores)."""
+    for sqlite stores). A store that cannot be opened is reported and left as it is."""
     from mlflow.exceptions import MlflowException
 
-    experiment = mlflow_client.get_experiment_by_name(cfg.experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = None
-    if cfg.tracking_uri.startswith("sqlite:"):
-        location = Path(cfg.artifact_root, cfg.experiment_name).as_uri()
-    try:
-        return mlflow_client.create_experiment(cfg.experiment_name, artifact_location=location)
-    except MlflowException:  # created meanwhile by a parallel job
-        return mlflow_client.get_experiment_by_name(cfg.experiment_name).experiment_id
+    experiment = find_experiment(mlflow_client, cfg.tracking_uri, cfg.experiment_name)
+    with _store_lock(cfg.tracking_uri):
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None
+        if cfg.tracking_uri.startswith("sqlite:"):
+            location = Path(cfg.artifact_root, cfg.experiment_name).as_uri()
+        try:
+            return mlflow_client.create_experiment(cfg.experiment_name, artifact_location=location)
+        except MlflowException:  # created meanwhile by a process that holds no lock (another host)
+            return mlflow_client.get_experiment_by_name(cfg.experiment_name).experiment_id

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.tracking import names, store
+from pipeline.tracking import names, reaper, store
 
 PARENT_FILE = "sweep.json"
 # Keys that say where results go, not what they are: left out of the config hash.
@@ -38,6 +38,7 @@ def open_parent(mlflow_cfg: DictConfig, sweep_dir: Path, tags: dict[str, str]) -
     client = store.client(mlflow_cfg.tracking_uri)
     experiment = store.experiment_id(client, mlflow_cfg)
     sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    reaper.reap(client, [experiment], f"sweep {sweep_id}")
     tags = tags | {names.SWEEP_ID: sweep_id, names.SWEEP_PARENT: "true", names.SWEEP_DIR: str(sweep_dir)}
     run = client.create_run(experiment, run_name=f"sweep-{sweep_id}", tags=tags)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -77,15 +78,17 @@ def job_tags(cfg: DictConfig, sweep_dir: Path | None) -> dict[str, str]:
 
 
 def finished_twin(mlflow_cfg: DictConfig, tags: dict[str, str], job_num: int):
-    """The FINISHED run of the same config in this experiment, if any; the current sweep's
-    parent records it as `reused/<job num>`, so its report includes it."""
+    """The FINISHED run of the same config and the same code (tags config_hash and code_hash) in
+    this experiment, if any; the current sweep's parent records it as `reused/<job num>`, so its
+    report includes it."""
     client = store.client(mlflow_cfg.tracking_uri)
     experiment = client.get_experiment_by_name(mlflow_cfg.experiment_name)
     if experiment is None:
         return None
     runs = client.search_runs(
         [experiment.experiment_id],
-        f"tags.{names.CONFIG_HASH} = '{tags[names.CONFIG_HASH]}' and attributes.status = 'FINISHED'",
+        f"tags.{names.CONFIG_HASH} = '{tags[names.CONFIG_HASH]}' and "
+        f"tags.{names.CODE_HASH} = '{tags[names.CODE_HASH]}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         return None
