@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from pipeline import redact
+from pipeline import distributed, redact
 from pipeline.config.preflight import preflight
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError, reported
@@ -65,11 +65,14 @@ def _disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float:
+def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | None:
     from pipeline.run import runner
     from pipeline.run.provenance import environment_tags
     from pipeline.tracking.recorder import recording
 
+    if not distributed.is_main():  # trains with process 0 and shares its encoding; records nothing
+        runner.run(cfg, hardware)
+        return None
     with recording(cfg, tags | environment_tags() | {names.PRESET: cfg.preset}) as recorder:
         result = runner.run(cfg, hardware, recorder)
         recorder.finish(result)
@@ -79,10 +82,38 @@ def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float:
     return metrics[names.OBJECTIVE]
 
 
+def _finished_twin(cfg: DictConfig, tags: dict[str, str]) -> tuple[str, float | None] | None:
+    """(run id, its nDCG@10) of a FINISHED run of this config and code, in a resumed sweep;
+    process 0 looks it up and every process of the job gets its answer."""
+    from pipeline.tracking import sweeps
+
+    twin = None
+    if distributed.is_main() and cfg.resume and _sweep_dir() is not None:
+        found = sweeps.finished_twin(cfg.mlflow, tags, HydraConfig.get().job.num)
+        twin = (found.info.run_id, found.data.metrics.get(names.OBJECTIVE)) if found else None
+    return distributed.broadcast(twin)
+
+
+def _threads() -> int | None:
+    """This process's share of the cores: a launcher's parallel jobs or processes split them."""
+    from pipeline.hydra_ext import launch
+
+    local = distributed.launched_local_world_size()
+    if local > 1:
+        return max(1, launch.cpu_count() // local)
+    return launch.job_threads(HydraConfig.get().launcher)
+
+
 def _job(cfg: DictConfig) -> float | None:
+    distributed.check_launch(str(cfg.hardware.device))
+    if distributed.world_size() > 1:
+        distributed.check_agreement(OmegaConf.to_container(cfg, resolve=True))
     hardware = validate(cfg)
     preflight(cfg)
     if cfg.plan:
+        if distributed.world_size() > 1:
+            raise PipelineError("plan=true prices a run from one process: run it without torchrun or "
+                                "accelerate launch (the estimate is per process and step).")
         from pipeline.run import plan
 
         print(plan.run(cfg, hardware), flush=True)
@@ -93,14 +124,13 @@ def _job(cfg: DictConfig) -> float | None:
     from pipeline.tracking import sweeps
 
     raise_keyboard_interrupt_on_sigterm()
-    tags = _hydra_tags() | code_tags() | process_tags() | sweeps.job_tags(cfg, _sweep_dir())
-    if cfg.resume and _sweep_dir() is not None:
-        twin = sweeps.finished_twin(cfg.mlflow, tags, HydraConfig.get().job.num)
-        if twin is not None:
-            log.info("skipped: this config already FINISHED as run %s with the same code "
-                     "(resume=false re-runs it)", twin.info.run_id)
-            return twin.data.metrics.get(names.OBJECTIVE)
-    threads = launch.job_threads(HydraConfig.get().launcher)
+    tags = _hydra_tags() | code_tags() | process_tags() | sweeps.job_tags(cfg, _sweep_dir(), distributed.world_size())
+    twin = _finished_twin(cfg, tags)
+    if twin is not None:
+        log.info("skipped: this config already FINISHED as run %s with the same code "
+                 "(resume=false re-runs it)", twin[0])
+        return twin[1]
+    threads = _threads()
     if threads:
         launch.limit_threads(threads)
     return _run(cfg, hardware, tags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Iterator
 
@@ -15,8 +16,10 @@ class PipelineError(Exception):
 
 
 def exit_with_message(message: str) -> None:
-    """Print `error: message` to stderr and exit with EXIT_BAD_INPUT."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Print `error: message` to stderr and exit with EXIT_BAD_INPUT (in a multi-process launch
+    every process exits, and only process 0 prints: one message, not one per process)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_INPUT)
 
 

@@ -49,3 +49,12 @@ def test_bench_eval_cost_runs_both_presets_and_prints_their_figures(tmp_path):
     assert rows["dev evaluations"] == ["5", "2"]
     assert all(float(value) >= 0 for value in rows["test nDCG@10"])
     assert "wall-time ratio slow/fast" in result.stdout
+
+
+def test_bench_processes_times_one_and_two_processes():
+    result = _script("bench_processes.py", "data.max_rows=300", "train.max_steps=2",
+                     "eval.test_distractors=50")
+    rows = {row[0]: row[1:] for row in _table(result.stdout)}
+    assert set(rows) >= {"mining encode (s)", "training s/step", "test stage (s)", "whole run (s)"}
+    assert all(float(value) > 0 for value in rows["training s/step"])
+    assert rows["global batch"][:2] == ["16", "16"]  # 2 processes x 8 = 1 process x 16

@@ -24,6 +24,49 @@ from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
 log = logging.getLogger(__name__)
 
 
+class DistributedRun(Callback):
+    """Under a multi-process launch: start the process group before Hydra makes the run dir, and
+    give every process process 0's run dir (each would resolve ${now:} for itself). Only process 0
+    writes the .hydra/ copies; the others log to <job>.rank<N>.log. A sweep cannot itself run
+    under a multi-process launcher: its jobs are launched as multi-process jobs instead.
+    Registered first in conf/hydra/default.yaml, so no other callback opens the store before."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from omegaconf import open_dict, read_write
+
+        from pipeline import distributed
+
+        if distributed.launched_world_size() <= 1:
+            return
+        distributed.init(str(config.hardware.device))
+        run_dir = distributed.broadcast(str(config.hydra.run.dir) if distributed.is_main() else None)
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.run.dir = run_dir
+            if not distributed.is_main():
+                config.hydra.output_subdir = None
+                handlers = config.hydra.job_logging.get("handlers", {})
+                if "file" in handlers:
+                    handlers.file.filename = f"{run_dir}/{config.hydra.job.name}.rank{distributed.rank()}.log"
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from pipeline import distributed
+
+        if distributed.launched_world_size() > 1:
+            with reported():
+                raise PipelineError(
+                    "a sweep (-m) cannot run under torchrun or accelerate launch: every process would "
+                    "run the whole sweep. Launch the sweep itself, and run each job on several "
+                    "processes with hydra/launcher=submitit_slurm (or submitit_local) "
+                    "hydra.launcher.tasks_per_node=N.")
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        """A job of a submitit sweep with several tasks: each task is one process of the job."""
+        from pipeline import distributed
+
+        if distributed.adopt_job_tasks():
+            distributed.init(str(config.hardware.device))
+
+
 class CheckOutputsDir(Callback):
     """Refuse an unwritable outputs dir with a message, not Hydra's mkdir traceback."""
 

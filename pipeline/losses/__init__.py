@@ -36,15 +36,18 @@ class LossSpec:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     check: Optional[Callable[[DictConfig, int], None]] = None  # extra rule on (loss config, batch)
 
-    def score_shape(self, batch_size: int, k: int) -> tuple[int, int]:
-        """(rows, cols) of the score matrix this loss computes per step."""
-        return batch_size, self.score_cols(batch_size, k)
+    def score_shape(self, batch_size: int, k: int, gathered_from: int = 1) -> tuple[int, int]:
+        """(rows, cols) of the score matrix this loss computes per step and process; with in-batch
+        negatives gathered across `gathered_from` processes, their candidates count too."""
+        return batch_size, self.score_cols(batch_size * (gathered_from if self.in_batch else 1), k)
 
 
 @dataclass
 class ScaledKeys:
     name: str = MISSING
     scale: float = MISSING
+    # In a multi-process run, score every process's candidates as in-batch negatives.
+    gather_across_devices: bool = MISSING
 
 
 @dataclass
@@ -55,6 +58,7 @@ class CachedMnrlKeys(ScaledKeys):
 @dataclass
 class GistKeys:
     name: str = MISSING
+    gather_across_devices: bool = MISSING
     guide: Optional[str] = MISSING
     temperature: float = MISSING
     margin_strategy: str = MISSING
@@ -71,7 +75,7 @@ class TripletKeys:
 def _mnrl(cfg: DictConfig, model):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    return MultipleNegativesRankingLoss(model, scale=cfg.scale)
+    return MultipleNegativesRankingLoss(model, scale=cfg.scale, gather_across_devices=cfg.gather_across_devices)
 
 
 def _hn_only(cfg: DictConfig, model):
@@ -83,7 +87,8 @@ def _hn_only(cfg: DictConfig, model):
 def _cached_mnrl(cfg: DictConfig, model):
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
-    return CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
+    return CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size,
+                                              gather_across_devices=cfg.gather_across_devices)
 
 
 def _gist_guide(cfg: DictConfig, model):
@@ -104,7 +109,8 @@ def _gist(cfg: DictConfig, model):
     from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss
 
     return GISTEmbedLoss(model, _gist_guide(cfg, model), temperature=cfg.temperature,
-                         margin_strategy=cfg.margin_strategy, margin=cfg.margin)
+                         margin_strategy=cfg.margin_strategy, margin=cfg.margin,
+                         gather_across_devices=cfg.gather_across_devices)
 
 
 def _triplet(cfg: DictConfig, model):
@@ -114,6 +120,13 @@ def _triplet(cfg: DictConfig, model):
 
     metric = getattr(TripletDistanceMetric, cfg.distance.upper())
     return MultiNegativeTripletLoss(model, distance_metric=metric, triplet_margin=cfg.margin)
+
+
+def _nothing_to_gather(cfg: DictConfig, batch_size: int) -> None:
+    if cfg.gather_across_devices:
+        raise refused("loss.gather_across_devices", True, f"false for loss={cfg.name}: it uses no in-batch "
+                      "negatives, so there is nothing to gather from other processes",
+                      "Use loss=mnrl, cached_mnrl or gist to gather.")
 
 
 def _mini_batch_fits(cfg: DictConfig, batch_size: int) -> None:
@@ -135,7 +148,7 @@ LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in (
     LossSpec("mnrl", ScaledKeys, _mnrl, _in_batch_cols, in_batch=True),
     LossSpec("hn_only", ScaledKeys, _hn_only, _own_cols, min_k=1,
              k_reason="it contrasts each query's positive with its own hard negatives only, so it "
-                      "needs at least one"),
+                      "needs at least one", check=_nothing_to_gather),
     LossSpec("cached_mnrl", CachedMnrlKeys, _cached_mnrl, _in_batch_cols, in_batch=True,
              needs_transformer="GradCache splits each column into mini-batches, and StaticEmbedding's "
                                "flat token stream has no batch dimension to split",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline import distributed
 from pipeline.losses import LOSSES
 
 # Token counts are averaged over the first batches, up to about this many texts.
@@ -25,9 +26,10 @@ def texts_per_step(batch_size: int, k: int) -> int:
     return batch_size * (2 + k)
 
 
-def total_steps(rows: int, train: DictConfig) -> tuple[int, int]:
-    """(steps per epoch, steps this run trains): max_steps when set, else epochs of batches."""
-    per_epoch = math.ceil(rows / train.batch_size)
+def total_steps(rows: int, train: DictConfig, world_size: int = 1) -> tuple[int, int]:
+    """(steps per epoch, steps this run trains): max_steps when set, else epochs of batches;
+    each of world_size processes takes its own batch per step."""
+    per_epoch = math.ceil(rows / (train.batch_size * world_size))
     return per_epoch, train.max_steps if train.max_steps > 0 else math.ceil(per_epoch * train.epochs)
 
 
@@ -68,9 +70,9 @@ def tokens_per_step(model, train_ds, batch_size: int) -> tuple[float, float]:
 
 def predict(cfg: DictConfig, model, train_ds) -> dict[str, float]:
     """The cost/* figures of training `model` on `train_ds` with config `cfg`."""
-    batch, k = cfg.train.batch_size, cfg.k
-    rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k)
-    per_epoch, steps = total_steps(len(train_ds), cfg.train)
+    batch, k, world = cfg.train.batch_size, cfg.k, distributed.world_size()
+    rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k, world if cfg.loss.get("gather_across_devices") else 1)
+    per_epoch, steps = total_steps(len(train_ds), cfg.train, world)
     real, padded = tokens_per_step(model, train_ds, batch)
     return {
         "cost/texts_per_step": texts_per_step(batch, k),

@@ -112,16 +112,17 @@ class Prepared:
     negatives: str  # "mined", "stand-in" (plan mode, nothing cached) or "no" (k = 0)
 
 
-def prepare(cfg: DictConfig, hardware, result: RunResult, mine_negatives: bool = True) -> Prepared:
-    """Split (cached), load the model, and make the training set: mined negatives, or with
-    mine_negatives=False (plan mode) a cached ranking if there is one, else stand-in negatives."""
+def prepare(cfg: DictConfig, hardware, result: RunResult, mine_negatives: bool = True, model=None) -> Prepared:
+    """Split (cached), load the model (unless given), and make the training set: mined negatives,
+    or with mine_negatives=False (plan mode) a cached ranking if there is one, else stand-in
+    negatives."""
     cache = TimedCache(StageCache(cfg.paths.cache_dir), result)
     keys = stage_keys(cfg)
     split_entry, split_s = cache.get("split", keys["split"],
                                      lambda out: split.run(cfg.data, cfg.split, cfg.eval.test is None, out))
     result.add(json.loads((split_entry.path / "stats.json").read_text()) | {"time/split_s": split_s})
     splits = split.load(split_entry.path)
-    model = models.load_model(cfg.model, device=hardware.model_device)
+    model = model or models.load_model(cfg.model, device=hardware.model_device)
     train_ds, negatives = splits["train"], "no"
     if cfg.k > 0 and (mine_negatives or cache.cache.lookup("mine", keys["mine"])):
         train_ds, stats = mine_for_k(cfg, cache, keys, splits["train"], model)

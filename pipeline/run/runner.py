@@ -14,21 +14,23 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline.run import cost
+from pipeline import distributed
+from pipeline.run import cost, models
 from pipeline.run.prepare import Prepared, prepare
 from pipeline.run.result import RunResult, Sink
-from pipeline.stages import evaluate, test_sets, train
+from pipeline.stages import encoding, evaluate, test_sets, train
 from pipeline.stages.retrieval_metrics import METRICS
 from pipeline.tracking.names import MODEL_DIR, warning
 
 log = logging.getLogger(__name__)
 
 
-def train_metrics(train_log: dict, batch_size: int, k: int) -> dict[str, float]:
+def train_metrics(train_log: dict, batch_size: int, k: int, world_size: int = 1) -> dict[str, float]:
     """Throughput from the trainer's log history; dev-evaluation cost from the timed evaluations.
 
     Pure training time is the training loop minus the evaluations inside it; the eval
     fraction divides all dev evaluation time (a final one after the loop included) by it.
+    Texts per second count every process's batch (batch_size is per process).
     """
     history = train_log["log_history"]
     summary = next(entry for entry in reversed(history) if "train_runtime" in entry)
@@ -40,7 +42,7 @@ def train_metrics(train_log: dict, batch_size: int, k: int) -> dict[str, float]:
         "train/steps": steps,
         "train/runtime_s": summary["train_runtime"],
         "train/samples_per_s": summary["train_samples_per_second"],
-        "train/texts_per_s": steps * cost.texts_per_step(batch_size, k) / pure_s,
+        "train/texts_per_s": steps * cost.texts_per_step(batch_size, k) * world_size / pure_s,
         "train/s_per_step": pure_s / max(steps, 1),
         "train/final_loss": summary["train_loss"],
         "eval/count": len(evals),
@@ -93,7 +95,7 @@ def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> 
     start = time.perf_counter()
     train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir)
     result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device))
-    figures = train_metrics(train_log, cfg.train.batch_size, cfg.k)
+    figures = train_metrics(train_log, cfg.train.batch_size, cfg.k, distributed.world_size())
     result.add(figures, {warning(name): text
                          for name, text in eval_cost_warnings(figures, train_log).items()})
     for step, values in step_history(train_log):
@@ -116,21 +118,47 @@ def _test(cfg: DictConfig, prepared: Prepared, test_set, base: dict, result: Run
     result.add(figures, {MODEL_DIR: str(result.model_dir)})
 
 
+def _assist(cfg: DictConfig, hardware, result: RunResult) -> RunResult:
+    """Every process of a multi-process run but 0: encode shares while process 0 builds the
+    stages and scores the base model, train with it, encode shares of its test scoring."""
+    model = models.load_model(cfg.model, device=hardware.model_device)
+    encoding.serve(model)
+    prepared = prepare(cfg, hardware, result, model=model)  # every stage is in the cache now
+    _train(cfg, hardware, prepared, result)
+    encoding.serve(prepared.model)
+    return result
+
+
+def _world_figures(cfg: DictConfig) -> tuple[dict, dict]:
+    """How many processes trained, on what, and the batch they made together."""
+    world = distributed.world_size()
+    return ({"dist/world_size": world, "train/batch_per_device": cfg.train.batch_size,
+             "train/global_batch": cfg.train.batch_size * world},
+            {"dist/world_size": str(world), "dist/backend": distributed.backend(),
+             "dist/launcher": distributed.launcher()})
+
+
 def run(cfg: DictConfig, hardware, sink: Sink | None = None) -> RunResult:
-    """Run the pipeline once for config `cfg` on the resolved `hardware`; figures go to `sink` as measured."""
+    """Run the pipeline once for config `cfg` on the resolved `hardware`; figures go to `sink` as
+    measured. In a multi-process run process 0 leads and the others assist (pipeline.distributed)."""
     import datasets
 
     datasets.disable_progress_bars()
     result = RunResult(Path(cfg.paths.run_dir), sink)
+    if not distributed.is_main():
+        return _assist(cfg, hardware, result)
     result.run_dir.mkdir(parents=True, exist_ok=True)
+    result.add(*_world_figures(cfg))
     result.add(tags=hardware.tags())
     start = time.perf_counter()
-    prepared = prepare(cfg, hardware, result)
-    test_set = evaluate.build_test_set(cfg.eval, prepared.splits, cfg.split.seed)
-    result.add(test_sets.leaks(test_set, prepared.splits["train"], prepared.splits["dev"]))
-    base = _base_scores(cfg, prepared, test_set, result)
+    with distributed.leading():
+        prepared = prepare(cfg, hardware, result)
+        test_set = evaluate.build_test_set(cfg.eval, prepared.splits, cfg.split.seed)
+        result.add(test_sets.leaks(test_set, prepared.splits["train"], prepared.splits["dev"]))
+        base = _base_scores(cfg, prepared, test_set, result)
     result.add(cost.predict(cfg, prepared.model, prepared.train_ds))
     _train(cfg, hardware, prepared, result)
-    _test(cfg, prepared, test_set, base, result)
+    with distributed.leading():
+        _test(cfg, prepared, test_set, base, result)
     result.add({"time/total_s": time.perf_counter() - start})
     return result

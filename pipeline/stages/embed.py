@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = "1"
+from pipeline.stages import encoding
+
+# 2: texts are batched by pipeline.stages.encoding (float-level differences from version 1).
+VERSION = "2"
 
 
 def texts(train_ds) -> tuple[list[str], list[str]]:
@@ -23,10 +26,8 @@ def texts(train_ds) -> tuple[list[str], list[str]]:
 def run(model, train_ds, batch_size: int, out_dir: Path) -> None:
     """Write queries.npy and corpus.npy: normalized embeddings, the way mine_hard_negatives encodes."""
     queries, corpus = texts(train_ds)
-    options = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_numpy": True,
-               "show_progress_bar": False}
-    np.save(out_dir / "corpus.npy", model.encode_document(corpus, **options))
-    np.save(out_dir / "queries.npy", model.encode_query(queries, **options))
+    np.save(out_dir / "corpus.npy", encoding.encode(model, corpus, batch_size, query=False, normalize=True))
+    np.save(out_dir / "queries.npy", encoding.encode(model, queries, batch_size, query=True, normalize=True))
 
 
 def load(entry_dir: Path) -> tuple[np.ndarray, np.ndarray]:

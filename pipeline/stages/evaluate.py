@@ -3,7 +3,8 @@
 The test set is the random split's test part (queries its anchors, the corpus its
 positives plus train positives as distractors, so a model must find the right API
 among many plausible ones) or a fixed one (eval.test). The stage encodes queries
-and corpus itself, through `encode`, and scores with retrieval_metrics; its means
+and corpus itself, through pipeline.stages.encoding (shared across processes in a
+multi-process run), and scores with retrieval_metrics; its means
 are what InformationRetrievalEvaluator reports, and the per-query scores let the
 report put intervals on them. Dev evaluation during training keeps the evaluator.
 """
@@ -15,11 +16,11 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.stages import test_sets
+from pipeline.stages import encoding, test_sets
 from pipeline.stages.retrieval_metrics import PerQueryScores, retrieval_scores
 from pipeline.stages.test_sets import RetrievalSet
 
-VERSION = "2"
+VERSION = "3"  # 3: batches formed by pipeline.stages.encoding
 PER_QUERY = "per_query.json"
 
 
@@ -95,19 +96,11 @@ def build_test_set(eval_cfg, splits, seed: int) -> RetrievalSet:
     return test_sets.from_pairs(zip(splits["test"]["anchor"], splits["test"]["positive"]), extra)
 
 
-def encode(model, texts: list[str], role: str, batch_size: int, prompt: str | None = None):
-    """Embeddings of `texts` as the evaluator makes them (encode_query or encode_document, by
-    `role`): the one place the test stage encodes, so it can be split across processes here."""
-    method = model.encode_query if role == "query" else model.encode_document
-    return method(texts, prompt=prompt, batch_size=batch_size, show_progress_bar=False,
-                  convert_to_tensor=True)
-
-
 def score(model, test: RetrievalSet, batch_size: int = 32, query_prompt: str | None = None,
           corpus_prompt: str | None = None) -> PerQueryScores:
     """Each test query's metrics for `model`."""
-    queries = encode(model, list(test.queries.values()), "query", batch_size, query_prompt)
-    corpus = encode(model, list(test.corpus.values()), "document", batch_size, corpus_prompt)
+    queries = encoding.encode(model, list(test.queries.values()), batch_size, query=True, prompt=query_prompt)
+    corpus = encoding.encode(model, list(test.corpus.values()), batch_size, query=False, prompt=corpus_prompt)
     return retrieval_scores(queries, corpus, list(test.queries), list(test.corpus), test.relevant)
 
 

@@ -80,8 +80,9 @@ def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path) -> dict:
                                         "after training instead.")
             log.warning(warnings["eval_cadence"])
         trainer.evaluate()
-    model.save(str(out_dir / "model"))
     result = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
               "dev_evals": clock.evals, "warnings": warnings}
-    (out_dir / "train_log.json").write_text(json.dumps(result, indent=1))
+    if trainer.is_world_process_zero():  # every process holds the same weights: one saves them
+        model.save(str(out_dir / "model"))
+        (out_dir / "train_log.json").write_text(json.dumps(result, indent=1))
     return result

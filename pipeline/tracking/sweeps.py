@@ -59,17 +59,20 @@ def end_stopped_parent(parent: ParentRun) -> None:
     parent.client.set_terminated(parent.run_id, status)
 
 
-def config_hash(cfg: DictConfig) -> str:
+def config_hash(cfg: DictConfig, world_size: int = 1) -> str:
     """Hash of the resolved job config, minus where its outputs go: equal hash, equal run."""
     content = {key: (OmegaConf.to_container(cfg[key], resolve=True)
                      if OmegaConf.is_config(cfg[key]) else cfg[key])
                for key in cfg if key not in _UNHASHED}
+    if world_size > 1:  # absent for one process, so single-process hashes stay what they were
+        content["world_size"] = world_size
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def job_tags(cfg: DictConfig, sweep_dir: Path | None) -> dict[str, str]:
-    """The config hash, and in a sweep (sweep_dir given) its id and parent, which make the run a child."""
-    tags = {names.CONFIG_HASH: config_hash(cfg)}
+def job_tags(cfg: DictConfig, sweep_dir: Path | None, world_size: int = 1) -> dict[str, str]:
+    """The config hash (with the number of processes: a 2-process run is not a 1-process run's
+    twin), and in a sweep (sweep_dir given) its id and parent, which make the run a child."""
+    tags = {names.CONFIG_HASH: config_hash(cfg, world_size)}
     path = sweep_dir / PARENT_FILE if sweep_dir else None
     if path and path.is_file():
         parent = json.loads(path.read_text())

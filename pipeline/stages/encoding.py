@@ -1,0 +1,35 @@
+"""Texts to embeddings: the one place every stage encodes through.
+
+Batches are formed here (longest texts first), not inside sentence-transformers,
+so that several processes can each encode whole batches of one list and gather a
+result identical to one process's (pipeline.distributed).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from pipeline import distributed
+
+
+def encode_batch(model, texts: list[str], batch_size: int, query: bool, normalize: bool,
+                 prompt: str | None) -> np.ndarray:
+    """One batch, as a query or a document (prompts and routes differ), normalized or not."""
+    encode_fn = model.encode_query if query else model.encode_document
+    return encode_fn(texts, prompt=prompt, batch_size=batch_size, normalize_embeddings=normalize,
+                     convert_to_numpy=True, show_progress_bar=False)
+
+
+def encode(model, texts: list[str], batch_size: int, query: bool, normalize: bool = False,
+           prompt: str | None = None) -> np.ndarray:
+    """(len(texts), dim) embeddings, row i for texts[i]; `prompt` prepended to each (None: the
+    model's own default prompt for queries or documents, if it has one)."""
+    return distributed.encode(partial(encode_batch, model), texts, batch_size, query=query,
+                              normalize=normalize, prompt=prompt)
+
+
+def serve(model) -> None:
+    """In a multi-process run, a process other than 0: encode its share of what process 0 encodes."""
+    distributed.serve(partial(encode_batch, model))
