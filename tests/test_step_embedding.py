@@ -9,30 +9,24 @@ included), which would hide a real mistake behind a loose tolerance.
 
 from pathlib import Path
 
-import pipeline.losses
-
-# Until the restructure turns pipeline/losses.py into the package pipeline/losses/, the flat module
-# shadows the directory: let it stand in as that package. Remove at the merge.
-if not hasattr(pipeline.losses, "__path__"):
-    pipeline.losses.__path__ = [str(Path(pipeline.losses.__file__).with_suffix(""))]
-
-import datasets  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from sentence_transformers.base.losses.merged_forward import embed_columns  # noqa: E402
-from sentence_transformers.sentence_transformer import (  # noqa: E402
+import datasets
+import pytest
+import torch
+from omegaconf import OmegaConf
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.sentence_transformer import (
     SentenceTransformerTrainer,
     SentenceTransformerTrainingArguments,
 )
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss  # noqa: E402
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-from pipeline.cost import tokens_per_step  # noqa: E402
-from pipeline.loss_modules import HardNegativesOnlyLoss, MultiNegativeTripletLoss  # noqa: E402
-from pipeline.losses.embedding_modes import StepEmbeddingLoss  # noqa: E402
-from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank  # noqa: E402
-from pipeline.losses.step_embedding import StepEmbedder, length_chunks  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
+from pipeline.losses.embedding_modes import StepEmbeddingLoss
+from pipeline.losses.hn_only import HardNegativesOnlyLoss
+from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
+from pipeline.losses.multi_triplet import MultiNegativeTripletLoss
+from pipeline.losses.step_embedding import StepEmbedder, length_chunks
+from pipeline.run.cost import tokens_per_step
+from pipeline.run.models import load_model
 
 MAX_SEQ_LENGTH = 32
 _LONG = ("Parse a date string into a datetime object, guessing the format from the string itself when "
