@@ -259,7 +259,7 @@ def test_trainer_runs_each_negatives_mode_and_reports_what_it_embedded(tmp_path,
     else:
         # Only anchors and positives are embedded; the bank is refreshed after steps 1 and 2, not after the last.
         assert metrics["step/texts_without_grad"] == 0 and metrics["step/texts_with_grad"] <= 8
-        assert metrics["step/bank_refreshes"] == 2
+        assert metrics["bank/refreshes"] == 2
 
 
 def test_refusals_say_why(models):

@@ -12,10 +12,9 @@ from typing import Any
 from sentence_transformers.sentence_transformer.losses import TripletLoss
 from torch import Tensor, nn
 
+from pipeline.losses import NEGATIVES_MODES
 from pipeline.losses.memory_bank import CorpusMemoryBank
 from pipeline.losses.step_embedding import StepEmbedder
-
-NEGATIVES_MODES = ("live", "frozen", "bank")
 
 
 class StepEmbeddingLoss(nn.Module):
@@ -61,6 +60,8 @@ class StepEmbeddingLoss(nn.Module):
             | (anchor, positive): bank                     | (B, k) corpus ids of the negatives,  |
             |                                              | a dataset column named ``label``     |
             +----------------------------------------------+--------------------------------------+
+            | (anchor, positive): any mode (dev loss)      | none                                 |
+            +----------------------------------------------+--------------------------------------+
 
         Each training step's counts (texts with and without gradients, real and padded tokens) are in
         ``counts`` and, with the bank's refreshes, in :meth:`metrics`.
@@ -88,7 +89,7 @@ class StepEmbeddingLoss(nn.Module):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         columns = list(sentence_features)
-        if self.negatives == "bank":
+        if self.negatives == "bank" and not (len(columns) == 2 and labels is None):
             if len(columns) != 2 or labels is None or labels.ndim != 2:
                 raise ValueError("negatives='bank' takes (anchor, positive) texts and a (batch, k) label of "
                                  f"negative corpus ids; got {len(columns)} text columns and label "
@@ -96,17 +97,19 @@ class StepEmbeddingLoss(nn.Module):
             anchors, positives = self.embedder.embed(self.model, columns)
             negatives = [vectors.to(anchors.dtype) for vectors in self.bank.lookup(labels)]
             return self.loss.compute_loss_from_embeddings([anchors, positives, *negatives], None)
+        # Pairs without negatives (the dev split, for the dev loss) are scored the same in every mode.
         live, frozen = (columns, []) if self.negatives == "live" else (columns[:2], columns[2:])
         return self.loss.compute_loss_from_embeddings(self.embedder.embed(self.model, live, frozen), labels)
 
     def metrics(self) -> dict[str, float]:
         """Measured so far: per training step means of texts embedded with and without gradients,
-        real and padded tokens and forwards; the number of steps; the bank's refreshes and seconds."""
+        real and padded tokens and forwards (step/*), the steps they are over (step/steps), and the
+        bank's refreshes and their seconds in all (bank/refreshes, bank/refresh_s)."""
         metrics = {f"step/{name}": value for name, value in self.counts.means().items()}
         metrics["step/steps"] = self.counts.steps
         if self.bank is not None:
-            metrics["step/bank_refreshes"] = self.bank.refreshes
-            metrics["step/bank_refresh_s"] = self.bank.refresh_seconds
+            metrics["bank/refreshes"] = self.bank.refreshes
+            metrics["bank/refresh_s"] = self.bank.refresh_seconds
         return metrics
 
     def get_config_dict(self) -> dict[str, Any]:

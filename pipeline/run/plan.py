@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.losses import negatives_mode
 from pipeline.run import cost
 from pipeline.run.cache import StageCache
 from pipeline.run.prepare import prepare, stage_keys
@@ -24,14 +25,15 @@ from pipeline.run.result import RunResult
 CALIBRATION_STEPS = 3
 
 
-def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS) -> list[float]:
-    """Seconds of each of `steps` real training steps (after one warm-up step) of `model`."""
+def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS,
+              bank=None) -> list[float]:
+    """Seconds of each of `steps` real training steps (after one warm-up step) of `model`, with the
+    trainer and loss a run builds (train.trainer_for); `bank` (prepare.Bank) in bank mode. Bank
+    refreshes are left out of the timed steps: refresh_seconds prices them."""
     import torch
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from transformers import TrainerCallback
 
-    from pipeline.losses import build_loss
-    from pipeline.stages.train import training_args
+    from pipeline.stages.train import trainer_for
 
     class StepTimer(TrainerCallback):
         def __init__(self):
@@ -46,14 +48,27 @@ def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATI
             self.seconds.append(time.perf_counter() - self.start)
 
     short = OmegaConf.merge(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2},
-                                  "eval": {"cadence": "none"}})
+                                  "eval": {"cadence": "none"}},
+                            {"loss": {"bank_refresh_steps": 0}} if bank else {})
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        trainer = SentenceTransformerTrainer(model=model, args=training_args(short, hardware, Path(out), False),
-                                             train_dataset=train_ds, loss=build_loss(cfg.loss, model),
-                                             callbacks=[timer])
+        trainer, _ = trainer_for(short, hardware, model, train_ds, bank, Path(out), callbacks=(timer,))
         trainer.train()
     return timer.seconds[1:]
+
+
+def refresh_seconds(model, corpus: list[str], batch_size: int, sample: int = 256) -> float:
+    """Seconds one bank refresh of `corpus` would take: a real refresh of its first `sample` texts,
+    timed, scaled to the whole corpus."""
+    import numpy as np
+
+    from pipeline.losses.memory_bank import CorpusMemoryBank
+
+    texts = corpus[:sample]
+    bank = CorpusMemoryBank(texts, np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32),
+                            encode_batch_size=batch_size)
+    bank.refresh(model)
+    return bank.refresh_seconds * len(corpus) / len(texts)
 
 
 def _minutes(seconds: float) -> str:
@@ -69,9 +84,16 @@ def run(cfg: DictConfig, hardware) -> str:
     status = {stage: "cached" if cache.lookup(stage, key) else "would run"
               for stage, key in stage_keys(cfg).items()}
     prepared = prepare(cfg, hardware, RunResult(Path(cfg.paths.run_dir)), mine_negatives=False)
-    figures = cost.predict(cfg, prepared.model, prepared.train_ds)
-    seconds = calibrate(cfg, hardware, prepared.model, prepared.train_ds)
+    figures = cost.predict(cfg, prepared.model, prepared.train_ds, prepared.bank)
+    seconds = calibrate(cfg, hardware, prepared.model, prepared.train_ds, bank=prepared.bank)
     s_per_step = statistics.median(seconds)
+    train_s = s_per_step * figures["cost/steps"]
+    refreshes = ""
+    if prepared.bank is not None and figures["cost/bank_refreshes"]:
+        each_s = refresh_seconds(prepared.model, prepared.bank.corpus, cfg.miner.batch_size)
+        train_s += figures["cost/bank_refreshes"] * each_s
+        refreshes = (f", plus {figures['cost/bank_refreshes']} bank refreshes of "
+                     f"{figures['cost/bank_corpus']:,} texts at {each_s:.3g} s each (timed on a sample)")
     stages = ", ".join(f"{stage} {state}" for stage, state in status.items())
     return (f"plan k={cfg.k} loss={cfg.loss.name} batch={cfg.train.batch_size} "
             f"model={cfg.model.kind} hardware={hardware.device}/{hardware.precision} | "
@@ -79,8 +101,20 @@ def run(cfg: DictConfig, hardware) -> str:
             f"per step (predicted): {figures['cost/texts_per_step']:,} texts, "
             f"{figures['cost/tokens_per_step_real']:,.0f} tokens real / "
             f"{figures['cost/tokens_per_step_padded']:,.0f} padded, scores "
-            f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,} | "
+            f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,}{_mode(cfg, figures)} | "
             f"{figures['cost/steps']:,} steps ({figures['cost/steps_per_epoch']:,}/epoch, "
             f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({len(seconds)} steps, "
-            f"{prepared.negatives} negatives): {s_per_step:.3g} s/step measured, training estimate "
-            f"{_minutes(s_per_step * figures['cost/steps'])} (dev evaluation not included)")
+            f"{prepared.negatives} negatives): {s_per_step:.3g} s/step measured{refreshes}, training "
+            f"estimate {_minutes(train_s)} (dev evaluation not included)")
+
+
+def _mode(cfg: DictConfig, figures: dict) -> str:
+    """What this run's step embeds instead of the plain recipe's (a wrapped loss only)."""
+    if negatives_mode(cfg) is None:
+        return ""
+    options = [name for name in ("length_aware", "dedupe") if cfg.loss[name]]
+    return (f"; this run (negatives={negatives_mode(cfg)}{''.join(', ' + o for o in options)}): "
+            f"{figures['cost/step_texts_with_grad']:,.0f} texts with gradients + "
+            f"{figures['cost/step_texts_without_grad']:,.0f} without, "
+            f"{figures['cost/step_tokens_real']:,.0f} tokens real / "
+            f"{figures['cost/step_tokens_padded']:,.0f} padded")
