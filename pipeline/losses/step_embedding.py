@@ -92,7 +92,7 @@ class RunningCounts:
 
 
 @contextmanager
-def _counting_forwards(model: nn.Module, counts: StepCounts):
+def counting_forwards(model: nn.Module, counts: StepCounts):
     """Count every forward of `model` inside the block into `counts`."""
     handle = model.register_forward_pre_hook(lambda module, args: counts.add_forward(args[0]))
     try:
@@ -211,7 +211,7 @@ class StepEmbedder:
     def embed(self, model: nn.Module, live: Sequence[dict[str, Any]],
               frozen: Sequence[dict[str, Any]] = ()) -> list[Tensor]:
         counts = StepCounts()
-        with _counting_forwards(model, counts):
+        with counting_forwards(model, counts):
             if not (self.length_aware or self.dedupe or frozen):
                 embeddings = embed_columns(model, live)
             else:

@@ -13,7 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
 
 from pipeline.losses import negatives_mode
 from pipeline.run import cost
@@ -25,36 +27,38 @@ from pipeline.run.result import RunResult
 CALIBRATION_STEPS = 3
 
 
+class StepTimer(TrainerCallback):
+    """Wall seconds of each training step, from its start to its end (callbacks registered after
+    this one, e.g. a bank refresh, fall outside)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():  # GPU work is asynchronous: wait for the step to finish
+            torch.cuda.synchronize()
+        self.seconds.append(time.perf_counter() - self.start)
+
+
 def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS,
-              bank=None) -> list[float]:
-    """Seconds of each of `steps` real training steps (after one warm-up step) of `model`, with the
-    trainer and loss a run builds (train.trainer_for); `bank` (prepare.Bank) in bank mode. Bank
-    refreshes are left out of the timed steps: refresh_seconds prices them."""
-    import torch
-    from transformers import TrainerCallback
-
-    from pipeline.stages.train import trainer_for
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.seconds: list[float] = []
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if torch.cuda.is_available():  # GPU work is asynchronous: wait for the step to finish
-                torch.cuda.synchronize()
-            self.seconds.append(time.perf_counter() - self.start)
+              bank=None) -> tuple[list[float], dict[str, float]]:
+    """(seconds of each of `steps` real training steps of `model` after one warm-up step, what the
+    loss measured per step: step/* means over all of them, {} for a loss that embeds its own
+    texts), with the trainer and loss a run builds (train.trainer_for); `bank` (prepare.Bank) in
+    bank mode. Bank refreshes are left out of the timed steps: refresh_seconds prices them."""
+    from pipeline.stages.train import step_figures, trainer_for
 
     short = OmegaConf.merge(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2},
                                   "eval": {"cadence": "none"}},
                             {"loss": {"bank_refresh_steps": 0}} if bank else {})
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        trainer, _ = trainer_for(short, hardware, model, train_ds, bank, Path(out), callbacks=(timer,))
+        trainer, loss = trainer_for(short, hardware, model, train_ds, bank, Path(out), callbacks=(timer,))
         trainer.train()
-    return timer.seconds[1:]
+    return timer.seconds[1:], step_figures(loss)
 
 
 def refresh_seconds(model, corpus: list[str], batch_size: int, sample: int = 256) -> float:
@@ -85,7 +89,7 @@ def run(cfg: DictConfig, hardware) -> str:
               for stage, key in stage_keys(cfg).items()}
     prepared = prepare(cfg, hardware, RunResult(Path(cfg.paths.run_dir)), mine_negatives=False)
     figures = cost.predict(cfg, prepared.model, prepared.train_ds, prepared.bank)
-    seconds = calibrate(cfg, hardware, prepared.model, prepared.train_ds, bank=prepared.bank)
+    seconds, _ = calibrate(cfg, hardware, prepared.model, prepared.train_ds, bank=prepared.bank)
     s_per_step = statistics.median(seconds)
     train_s = s_per_step * figures["cost/steps"]
     refreshes = ""

@@ -96,16 +96,22 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
     return trainer, loss
 
 
+def step_figures(loss) -> dict[str, float]:
+    """What the loss measured per training step (StepEmbeddingLoss.metrics: step/*, bank/*);
+    {} for a loss that embeds its own texts."""
+    from pipeline.losses.embedding_modes import StepEmbeddingLoss
+
+    return loss.metrics() if isinstance(loss, StepEmbeddingLoss) else {}
+
+
 def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
     Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
     the dev split; every evaluation is timed. If the cadence never fired during training
     (e.g. eval.every beyond the last step), it warns and evaluates once at the end. The log's
-    `step` holds what the loss measured per step (StepEmbeddingLoss.metrics; {} for a loss
-    that embeds its own texts).
+    `step` holds what the loss measured per step (step_figures).
     """
-    from pipeline.losses.embedding_modes import StepEmbeddingLoss
     from pipeline.stages.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
 
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
@@ -125,6 +131,6 @@ def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=Non
     model.save(str(out_dir / "model"))
     result = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
               "dev_evals": clock.evals, "warnings": warnings,
-              "step": loss.metrics() if isinstance(loss, StepEmbeddingLoss) else {}}
+              "step": step_figures(loss)}
     (out_dir / "train_log.json").write_text(json.dumps(result, indent=1))
     return result
