@@ -198,7 +198,7 @@ def quality(args, overrides: list[str], tmp: Path) -> list[dict]:
     from pipeline.run import runner
 
     rows = []
-    for name in [recipe for recipe in args.recipes if recipe in MODES]:
+    for number, name in enumerate(recipe for recipe in args.recipes if recipe in MODES):
         keys = MODES[name]
         for seed in args.seeds:
             loss = [f"loss.{key}={str(value).lower()}" for key, value in keys.items()]
@@ -208,7 +208,7 @@ def quality(args, overrides: list[str], tmp: Path) -> list[dict]:
                                       f"train.learning_rate={args.quality_lr}", "eval=none",
                                       f"loss.bank_refresh_steps={args.refresh}", *loss,
                                       f"paths.cache_dir={tmp / 'cache'}",
-                                      f"paths.run_dir={tmp / 'runs' / f'{name}-{seed}'}", *overrides])
+                                      f"paths.run_dir={tmp / 'runs' / f'{number}-{seed}'}", *overrides])
             metrics = runner.run(cfg, hardware).metrics
             rows.append({"mode": name, "seed": seed, "ndcg": metrics["test/ndcg_at_10"],
                          "base": metrics["base/ndcg_at_10"], "s_per_step": metrics["train/s_per_step"]})
@@ -225,9 +225,9 @@ def quality_table(rows: list[dict]) -> str:
     live = statistics.mean(r["ndcg"] for r in by_mode["live"]) if "live" in by_mode else None
     for mode, runs in by_mode.items():
         scores = [r["ndcg"] for r in runs]
-        spread = statistics.stdev(scores) if len(scores) > 1 else float("nan")
+        spread = f"{statistics.stdev(scores):.4f}" if len(scores) > 1 else "n/a (1 seed)"
         delta = f"{statistics.mean(scores) - live:+.4f}" if live is not None else "–"
-        lines.append(f"| {mode} | {statistics.mean(scores):.4f} ± {spread:.4f} | {delta} "
+        lines.append(f"| {mode} | {statistics.mean(scores):.4f} ± {spread} | {delta} "
                      f"| {', '.join(f'{s:.4f}' for s in scores)} | {statistics.mean(r['base'] for r in runs):.4f} "
                      f"| {statistics.mean(r['s_per_step'] for r in runs):.3f} |")
     return "\n".join(lines)
