@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,26 +30,37 @@ CALIBRATION_STEPS = 3
 
 class StepTimer(TrainerCallback):
     """Wall seconds of each training step, from its start to its end (callbacks registered after
-    this one, e.g. a bank refresh, fall outside)."""
+    this one, e.g. a bank refresh, fall outside), and the CPU seconds this process (all its
+    threads) spent in it: on a CPU shared with other jobs, the steadier of the two."""
 
     def __init__(self):
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def on_step_end(self, args, state, control, **kwargs):
         if torch.cuda.is_available():  # GPU work is asynchronous: wait for the step to finish
             torch.cuda.synchronize()
         self.seconds.append(time.perf_counter() - self.start)
+        self.cpu_seconds.append(time.process_time() - self.cpu_start)
+
+
+@dataclass
+class Calibration:
+    """Timed training steps after one warm-up step, and what the loss measured per step."""
+
+    seconds: list[float]  # wall
+    cpu_seconds: list[float]  # this process's CPU time
+    step: dict[str, float]  # step/* means over all steps, warm-up included ({} for cached_mnrl, gist)
 
 
 def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS,
-              bank=None) -> tuple[list[float], dict[str, float]]:
-    """(seconds of each of `steps` real training steps of `model` after one warm-up step, what the
-    loss measured per step: step/* means over all of them, {} for a loss that embeds its own
-    texts), with the trainer and loss a run builds (train.trainer_for); `bank` (prepare.Bank) in
-    bank mode. Bank refreshes are left out of the timed steps: refresh_seconds prices them."""
+              bank=None) -> Calibration:
+    """`steps` real training steps of `model` after one warm-up step, timed, with the trainer and
+    loss a run builds (train.trainer_for); `bank` (prepare.Bank) in bank mode. Bank refreshes are
+    left out of the timed steps: refresh_seconds prices them."""
     from pipeline.stages.train import step_figures, trainer_for
 
     short = OmegaConf.merge(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2},
@@ -58,7 +70,7 @@ def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATI
     with tempfile.TemporaryDirectory() as out:
         trainer, loss = trainer_for(short, hardware, model, train_ds, bank, Path(out), callbacks=(timer,))
         trainer.train()
-    return timer.seconds[1:], step_figures(loss)
+    return Calibration(timer.seconds[1:], timer.cpu_seconds[1:], step_figures(loss))
 
 
 def refresh_seconds(model, corpus: list[str], batch_size: int, sample: int = 256) -> float:
@@ -89,7 +101,7 @@ def run(cfg: DictConfig, hardware) -> str:
               for stage, key in stage_keys(cfg).items()}
     prepared = prepare(cfg, hardware, RunResult(Path(cfg.paths.run_dir)), mine_negatives=False)
     figures = cost.predict(cfg, prepared.model, prepared.train_ds, prepared.bank)
-    seconds, _ = calibrate(cfg, hardware, prepared.model, prepared.train_ds, bank=prepared.bank)
+    seconds = calibrate(cfg, hardware, prepared.model, prepared.train_ds, bank=prepared.bank).seconds
     s_per_step = statistics.median(seconds)
     train_s = s_per_step * figures["cost/steps"]
     refreshes = ""

@@ -2,7 +2,8 @@
 
 `prepare` splits the data, loads the model and makes the training set: mined
 negatives for k > 0 (plan mode takes a cached ranking if there is one, else
-stand-in negatives, rather than paying for mining). Cached stages are timed and
+stand-in negatives, rather than paying for mining), and for negatives from a
+memory bank the corpus, its first vectors and the rows with negatives as ids. Cached stages are timed and
 their keys and hits recorded on the run's result as they complete.
 """
 
@@ -144,7 +145,8 @@ class Prepared:
 
 def prepare(cfg: DictConfig, hardware, result: RunResult, mine_negatives: bool = True) -> Prepared:
     """Split (cached), load the model, and make the training set: mined negatives, or with
-    mine_negatives=False (plan mode) a cached ranking if there is one, else stand-in negatives."""
+    mine_negatives=False (plan mode) a cached ranking if there is one, else stand-in negatives;
+    with loss.negatives=bank (and k > 0) also the memory bank's start (memory_bank)."""
     cache = TimedCache(StageCache(cfg.paths.cache_dir), result)
     keys = stage_keys(cfg)
     split_entry, split_s = cache.get("split", keys["split"],
