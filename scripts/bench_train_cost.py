@@ -62,7 +62,7 @@ def measure(args) -> list[dict]:
         model = models.load_model(cfg.model, device=hardware.model_device)
         train_ds = stand_in_negatives(pairs, k, cfg.seed) if k else pairs
         figures = cost.predict(cfg, model, train_ds)
-        seconds = plan.calibrate(cfg, hardware, model, train_ds, args.steps)
+        seconds = plan.calibrate(cfg, hardware, model, train_ds, args.steps).seconds
         s_per_step = statistics.median(seconds)
         results.append({"loss": loss, "k": k, "figures": figures, "s_per_step": s_per_step,
                         "spread": (min(seconds), max(seconds))})

@@ -15,7 +15,7 @@ SMALL = ["data.max_rows=800", "train.max_steps=10", "train.logging_steps=5", "ev
 def _train_log(evals, runtime=10.0):
     history = [{"loss": 2.0, "step": 5},
                {"train_runtime": runtime, "train_samples_per_second": 8.0, "train_loss": 2.0}]
-    return {"log_history": history, "global_step": 10, "dev_evals": evals, "warnings": {}}
+    return {"log_history": history, "global_step": 10, "dev_evals": evals, "warnings": {}, "step": {}}
 
 
 def test_eval_fraction_divides_all_dev_eval_time_by_the_training_loop_without_it():

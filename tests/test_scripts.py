@@ -1,6 +1,7 @@
 """Every script under scripts/ runs on tiny data and prints what the README quotes from it,
 so a benchmark cannot silently break."""
 
+import json
 import os
 import subprocess
 import sys
@@ -58,3 +59,36 @@ def test_bench_processes_times_one_and_two_processes():
     assert set(rows) >= {"mining encode (s)", "training s/step", "test stage (s)", "whole run (s)"}
     assert all(float(value) > 0 for value in rows["training s/step"])
     assert rows["global batch"][:2] == ["16", "16"]  # 2 processes x 8 = 1 process x 16
+
+
+def test_bench_step_times_the_plain_recipe_beside_each_mode_on_the_same_batches():
+    result = _script("bench_step.py", "--table", "speed", "--model", "static", "--ks", "2", "--steps", "1",
+                     "--batch", "4", "--max-seq-length", "16", "--refresh", "1", "data.max_rows=120")
+    rows = _table(result.stdout)
+    plain = "plain sentence-transformers"
+    assert [r[1] for r in rows] == [plain, "live", "length-aware", "dedupe", "length-aware + dedupe",
+                                    "frozen (+ both)", "bank (+ both)"]
+    assert rows[1][6:] == rows[0][6:]  # live feeds the model what the plain recipe does: the same batches
+    bank = rows[-1]
+    assert bank[6].endswith("+ 0") and float(bank[5].split(" / ")[0]) > float(bank[2].split()[0])  # + refreshes
+    assert "bank refresh: " in result.stdout and "machine:" in result.stdout
+
+
+def test_bench_step_trains_each_mode_over_seeds_for_its_quality():
+    result = _script("bench_step.py", "--table", "quality", "--recipes", "live,bank (+ both)", "--quality-k", "2",
+                     "--quality-steps", "2", "--seeds", "1", "--batch", "4", "--max-seq-length", "16",
+                     "data.max_rows=120", "eval.test_distractors=20")
+    rows = {row[0]: row for row in _table(result.stdout)}
+    assert list(rows) == ["live", "bank (+ both)"]
+    assert all(0 <= float(row[3]) <= 1 and row[1].endswith("± n/a (1 seed)") for row in rows.values())
+    assert rows["live"][2] == "+0.0000"
+
+
+def test_debian_pairs_reads_summaries_and_long_descriptions(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Package: a\nDescription: add users\n adds users.\n .\n Also groups.\nStatus: ok\n\n"
+                      "Package: b\nDescription: no long text\n\n"
+                      "Package: c\nDescription: add users\n the same summary again.\n")
+    _script("debian_pairs.py", str(tmp_path / "pairs.jsonl"), "--status", str(status))
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert rows == [{"anchor": "add users", "positive": "adds users.\nAlso groups."}]

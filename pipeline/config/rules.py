@@ -20,7 +20,7 @@ from pipeline import redact
 from pipeline.config.keys import unknown_key_message
 from pipeline.config.schema import CHOICES, DATA, GROUPS, TOP_LEVEL
 from pipeline.errors import PipelineError, refused
-from pipeline.losses import LOSSES, MAX_K
+from pipeline.losses import LOSSES, MAX_K, NEGATIVES_MODES, StepKeys
 
 _ABSENT = object()
 
@@ -195,6 +195,39 @@ def _check_loss(cfg: DictConfig) -> None:
     if spec.needs_transformer and cfg.model.kind == "static":
         raise refused("model.kind", "static", f"a transformer model for loss={loss.name}: "
                       f"{spec.needs_transformer}", "Use model=minilm or model=hub.")
+    if spec.min_k > 0 and cfg.eval.kind == "loss" and cfg.eval.cadence != "none":
+        raise refused("eval.kind", "loss", f"ir for loss={loss.name}: the dev split has no hard negatives, "
+                      f"and {spec.k_reason}", "Use eval.kind=ir, or loss=mnrl for a dev loss.")
+    if spec.negatives:
+        _check_step_embedding(loss, spec, cfg.model.max_seq_length)
+
+
+def _refuse_step_keys(loss: DictConfig) -> None:
+    """A loss that embeds its own texts has no step-embedding keys: say why rather than 'unknown key'."""
+    spec = LOSSES[loss.name]
+    given = [key for key in StepKeys.__dataclass_fields__ if key in loss]
+    if not spec.negatives and given:
+        raise refused(f"loss.{given[0]}", loss[given[0]], f"not a key of loss={loss.name}: "
+                      f"{spec.negatives_reason}", "Use loss=mnrl, hn_only or triplet for them.")
+
+
+def _check_step_embedding(loss: DictConfig, spec, max_seq_length: int) -> None:
+    """Where the negatives come from, refresh cadence and chunk budget (StepKeys)."""
+    if loss.negatives not in spec.negatives:
+        refused_why = f": {spec.negatives_reason}" if loss.negatives in NEGATIVES_MODES else ""
+        raise refused("loss.negatives", loss.negatives,
+                      f"one of {', '.join(spec.negatives)} for loss={loss.name}{refused_why}")
+    if loss.bank_refresh_steps < 0:
+        raise refused("loss.bank_refresh_steps", loss.bank_refresh_steps,
+                      "0 (never: the bank keeps the mining stage's vectors) or a number of steps "
+                      "between re-encodings of the corpus, e.g. 100")
+    if loss.length_aware and loss.chunk_budget < max_seq_length:
+        raise refused("loss.chunk_budget", loss.chunk_budget,
+                      f"at least model.max_seq_length={max_seq_length} with loss.length_aware=true: it "
+                      "is the most rows x padded tokens of one forward, and a smaller budget leaves "
+                      "every long text a forward of its own", "For example loss.chunk_budget=1024.")
+    if loss.chunk_budget < 1:
+        raise refused("loss.chunk_budget", loss.chunk_budget, "at least 1 token")
 
 
 def _check_miner(miner: DictConfig, k: int) -> None:
@@ -251,6 +284,7 @@ def validate(cfg: DictConfig):
     _typed("data", cfg.data, DATA[source])
     if cfg.loss.get("name") not in LOSSES:
         raise refused("loss.name", cfg.loss.get("name"), f"one of {', '.join(LOSSES)}")
+    _refuse_step_keys(cfg.loss)
     _typed("loss", cfg.loss, LOSSES[cfg.loss.name].keys)
     for group, schema in GROUPS.items():
         _typed(group, cfg[group], schema)

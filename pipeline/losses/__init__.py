@@ -4,6 +4,10 @@ Config checks read their choices, k ranges and messages from here; the cost mode
 reads the score-matrix shape; training builds the loss module from here. Adding
 a loss is one entry (plus a file under losses/ if sentence-transformers lacks it,
 and its conf/loss/NAME.yaml).
+
+A loss that scores given embeddings (`compute_loss_from_embeddings`) is wrapped in
+StepEmbeddingLoss (embedding_modes.py), which decides how a step's texts are embedded:
+its keys (StepKeys) say where the negatives' vectors come from and how texts are batched.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class LossSpec:
     needs_transformer: str = ""  # why model=static is refused, if it is
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     check: Optional[Callable[[DictConfig, int], None]] = None  # extra rule on (loss config, batch)
+    # loss.negatives modes it takes; () = not wrapped in StepEmbeddingLoss: it embeds its own texts.
+    negatives: tuple[str, ...] = ()
+    negatives_reason: str = ""  # why the other modes (or all, when negatives is ()) are refused
 
     def score_shape(self, batch_size: int, k: int, gathered_from: int = 1) -> tuple[int, int]:
         """(rows, cols) of the score matrix this loss computes per step and process; with in-batch
@@ -56,6 +63,22 @@ class CachedMnrlKeys(ScaledKeys):
 
 
 @dataclass
+class StepKeys:
+    """How a wrapped loss's step embeds its texts (conf/loss/mnrl.yaml says what each does)."""
+
+    negatives: str = MISSING
+    bank_refresh_steps: int = MISSING
+    length_aware: bool = MISSING
+    dedupe: bool = MISSING
+    chunk_budget: int = MISSING
+
+
+@dataclass
+class ScaledStepKeys(ScaledKeys, StepKeys):
+    pass
+
+
+@dataclass
 class GistKeys:
     name: str = MISSING
     gather_across_devices: bool = MISSING
@@ -66,7 +89,7 @@ class GistKeys:
 
 
 @dataclass
-class TripletKeys:
+class TripletKeys(StepKeys):
     name: str = MISSING
     distance: str = MISSING
     margin: float = MISSING
@@ -144,27 +167,56 @@ def _own_cols(batch: int, k: int) -> int:
     return 1 + k
 
 
+# Where a wrapped loss's negatives' vectors come from (loss.negatives; embedding_modes.py).
+NEGATIVES_MODES = ("live", "frozen", "bank")
+
 LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in (
-    LossSpec("mnrl", ScaledKeys, _mnrl, _in_batch_cols, in_batch=True),
-    LossSpec("hn_only", ScaledKeys, _hn_only, _own_cols, min_k=1,
+    LossSpec("mnrl", ScaledStepKeys, _mnrl, _in_batch_cols, in_batch=True, negatives=NEGATIVES_MODES),
+    LossSpec("hn_only", ScaledStepKeys, _hn_only, _own_cols, min_k=1,
              k_reason="it contrasts each query's positive with its own hard negatives only, so it "
-                      "needs at least one", check=_nothing_to_gather),
+                      "needs at least one", check=_nothing_to_gather,
+             negatives=NEGATIVES_MODES),
     LossSpec("cached_mnrl", CachedMnrlKeys, _cached_mnrl, _in_batch_cols, in_batch=True,
              needs_transformer="GradCache splits each column into mini-batches, and StaticEmbedding's "
                                "flat token stream has no batch dimension to split",
-             check=_mini_batch_fits),
+             check=_mini_batch_fits,
+             negatives_reason="GradCache embeds the step itself, in mini-batches, so the step-embedding "
+                              "keys (negatives, length_aware, dedupe, ...) have nothing to act on"),
     # GIST scores anchor-positive, anchor-anchor, positive-positive and anchor-negative blocks.
     LossSpec("gist", GistKeys, _gist, lambda batch, k: batch * (3 + k), max_k=1, in_batch=True,
              k_reason="GISTEmbedLoss takes (anchor, positive) pairs or (anchor, positive, negative) "
                       "triplets only",
              needs_transformer="GISTEmbedLoss needs a transformers tokenizer, which StaticEmbedding lacks",
-             choices={"margin_strategy": ("absolute", "relative")}),
+             choices={"margin_strategy": ("absolute", "relative")},
+             negatives_reason="GISTEmbedLoss embeds the step itself, with its guide model beside the "
+                              "trained one, so the step-embedding keys (negatives, length_aware, dedupe, "
+                              "...) have nothing to act on"),
     LossSpec("triplet", TripletKeys, _triplet, _own_cols, min_k=1,
              k_reason="each triplet needs a hard negative",
-             choices={"distance": ("euclidean", "cosine", "manhattan")}),
+             choices={"distance": ("euclidean", "cosine", "manhattan")},
+             negatives=("live", "frozen"),
+             negatives_reason="a triplet distance depends on the vectors' norms, and a bank starts from "
+                              "the mining stage's normalized vectors, which the model's own need not be"),
 )}
 
 
-def build_loss(cfg: DictConfig, model):
-    """The loss module for loss config `cfg`, wrapping `model` (config checks refused unknown names)."""
-    return LOSSES[cfg.name].build(cfg, model)
+def negatives_mode(cfg: DictConfig) -> str | None:
+    """Where this run's negatives' vectors come from: loss.negatives, "live" when k = 0 (there are
+    no negatives to act on), None for a loss that embeds its own texts (not wrapped)."""
+    if not LOSSES[cfg.loss.name].negatives:
+        return None
+    return cfg.loss.negatives if cfg.k > 0 else "live"
+
+
+def build_loss(cfg: DictConfig, model, bank=None):
+    """The loss module of run config `cfg` on `model`: the registry's loss, wrapped in
+    StepEmbeddingLoss where it takes the step-embedding keys (negatives from `bank`, a
+    CorpusMemoryBank, in bank mode). Config checks refused unknown names and modes."""
+    loss = LOSSES[cfg.loss.name].build(cfg.loss, model)
+    mode = negatives_mode(cfg)
+    if mode is None:
+        return loss
+    from pipeline.losses.embedding_modes import StepEmbeddingLoss
+
+    return StepEmbeddingLoss(loss, negatives=mode, length_aware=cfg.loss.length_aware,
+                             dedupe=cfg.loss.dedupe, token_budget=cfg.loss.chunk_budget, bank=bank)

@@ -1,21 +1,26 @@
 """Cost model: what a training step embeds and scores, predicted before training.
 
-With batch B and k hard negatives a step embeds B anchors, B positives and B*k
-negatives; what it costs follows tokens (and padding) more than texts, so token
-counts come from tokenizing the training data the way the trainer batches it.
-After training, peak memory is measured here too; s/step and texts/s come from
+With batch B and k hard negatives the plain recipe's step embeds B anchors, B
+positives and B*k negatives; what it costs follows tokens (and padding) more than
+texts, so token counts come from tokenizing the training data the way the trainer
+batches it. What this run's step embeds instead (loss.negatives, length_aware,
+dedupe) comes from the run's own StepEmbedder, fed those batches. After training, peak memory is measured here too; s/step and texts/s come from
 the trainer's own log (pipeline.run.runner.train_metrics).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from pipeline import distributed
-from pipeline.losses import LOSSES
+from pipeline.losses import LOSSES, negatives_mode
+from pipeline.losses.step_embedding import StepCounts, StepEmbedder
 
 # Token counts are averaged over the first batches, up to about this many texts.
 TOKEN_SAMPLE_TEXTS = 20_000
@@ -33,48 +38,81 @@ def total_steps(rows: int, train: DictConfig, world_size: int = 1) -> tuple[int,
     return per_epoch, train.max_steps if train.max_steps > 0 else math.ceil(per_epoch * train.epochs)
 
 
-def _column_tokens(model, texts: list[str]) -> tuple[int, int | None]:
-    """(real tokens, padded width) of one column of a batch, tokenized as the trainer does.
+class _ZeroEncoder(nn.Module):
+    """Stands in for the model: a zero vector per text it is fed. StepEmbedder then decides, with
+    its own chunking and dedupe, what a step would feed the real model, and counts it."""
 
-    A model whose features carry no attention mask (StaticEmbedding's flat token stream) pads
-    nothing: width None."""
-    features = model.preprocess(texts)
-    mask = features.get("attention_mask")
-    if mask is None:
-        return int(features["input_ids"].numel()), None
-    return int(mask.sum()), int(mask.shape[1])
+    def forward(self, features: dict) -> dict:
+        rows = len(features["offsets"]) if "offsets" in features else len(features["input_ids"])
+        return {"sentence_embedding": torch.zeros(rows, 1)}
 
 
-def tokens_per_step(model, train_ds, batch_size: int) -> tuple[float, float]:
-    """Mean (real, padded) tokens per step over the first batches of `train_ds`.
+def step_counts(model, train_ds, batch_size: int, embedders: dict[str, tuple]) -> dict[str, StepCounts]:
+    """Mean StepCounts per step over the first batches of `train_ds` (anchor, positive,
+    negative_1..k texts), for each (StepEmbedder, negatives mode) of `embedders`, by name.
 
-    The anchor column is its own forward pass, padded to its longest text; the candidate
-    columns (positive, negatives) are merged into one, padded to the longest of them
-    (sentence_transformers' embed_columns)."""
+    Each batch is tokenized as the trainer does (model.preprocess per column); the embedder
+    receives the columns a step of that mode embeds (live: all; frozen: the negatives without
+    gradients; bank: anchors and positives only). The plain recipe is an embedder with every
+    option off: sentence-transformers' embed_columns, anchors padded alone, candidates together."""
     columns = train_ds.column_names
     batches = max(1, min(math.ceil(len(train_ds) / batch_size),
                          TOKEN_SAMPLE_TEXTS // (batch_size * len(columns))))
-    real = padded = 0
+    stand_in = _ZeroEncoder()
+    totals = {name: StepCounts() for name in embedders}
     for start in range(0, batches * batch_size, batch_size):
         rows = train_ds[start:start + batch_size]
-        counts = [_column_tokens(model, rows[column]) for column in columns]
-        n = len(rows[columns[0]])
-        real_batch = sum(tokens for tokens, _ in counts)
-        real += real_batch
-        if counts[0][1] is None:
-            padded += real_batch
-        else:
-            padded += n * counts[0][1] + n * (len(columns) - 1) * max(width for _, width in counts[1:])
-    return real / batches, padded / batches
+        features = [model.preprocess(rows[column]) for column in columns]
+        for name, (embedder, negatives) in embedders.items():
+            live, frozen = {"live": (features, []), "frozen": (features[:2], features[2:]),
+                            "bank": (features[:2], [])}[negatives]
+            embedder.embed(stand_in, live, frozen)
+            totals[name] += embedder.counts.last
+    return {name: StepCounts(**{key: value / batches for key, value in asdict(total).items()})
+            for name, total in totals.items()}
 
 
-def predict(cfg: DictConfig, model, train_ds) -> dict[str, float]:
-    """The cost/* figures of training `model` on `train_ds` with config `cfg`."""
+def tokens_per_step(model, train_ds, batch_size: int) -> tuple[float, float]:
+    """Mean (real, padded) tokens per step of the plain recipe over the first batches of `train_ds`:
+    the anchor column is its own forward pass, padded to its longest text; the candidate columns
+    (positive, negatives) are merged into one, padded to the longest of them (embed_columns).
+    StaticEmbedding's flat token stream pads nothing."""
+    plain = step_counts(model, train_ds, batch_size, {"plain": (StepEmbedder(), "live")})["plain"]
+    return plain.tokens_real, plain.tokens_padded
+
+
+def bank_refreshes(steps: int, every: int) -> int:
+    """Refreshes in a run of `steps` steps, one after every `every` steps but the last (BankRefresh)."""
+    return (steps - 1) // every if every else 0
+
+
+def _mode_figures(cfg: DictConfig, counts: StepCounts, steps: int, bank) -> dict[str, float]:
+    """What this run's loss.negatives, length_aware and dedupe make a step embed (cost/step_*, the
+    predicted counterparts of the measured step/* figures), and a bank's refreshes."""
+    figures = {"cost/step_texts_with_grad": counts.texts_with_grad,
+               "cost/step_texts_without_grad": counts.texts_without_grad,
+               "cost/step_tokens_real": counts.tokens_real, "cost/step_tokens_padded": counts.tokens_padded}
+    if negatives_mode(cfg) == "bank":
+        refreshes = bank_refreshes(steps, cfg.loss.bank_refresh_steps)
+        figures |= {"cost/bank_refreshes": refreshes, "cost/bank_corpus": len(bank.corpus),
+                    "cost/bank_texts_per_step": refreshes * len(bank.corpus) / max(steps, 1)}
+    return figures
+
+
+def predict(cfg: DictConfig, model, train_ds, bank=None) -> dict[str, float]:
+    """The cost/* figures of training `model` on `train_ds` (texts: anchor, positive, negatives)
+    with config `cfg`; `bank` (prepare.Bank) in bank mode, for its corpus size."""
     batch, k, world = cfg.train.batch_size, cfg.k, distributed.world_size()
     rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k, world if cfg.loss.get("gather_across_devices") else 1)
     per_epoch, steps = total_steps(len(train_ds), cfg.train, world)
-    real, padded = tokens_per_step(model, train_ds, batch)
-    return {
+    mode = negatives_mode(cfg)
+    embedders = {"plain": (StepEmbedder(), "live")}
+    if mode is not None:
+        embedders["run"] = (StepEmbedder(cfg.loss.length_aware, cfg.loss.dedupe, cfg.loss.chunk_budget), mode)
+    counts = step_counts(model, train_ds, batch, embedders)
+    real, padded = counts["plain"].tokens_real, counts["plain"].tokens_padded
+    mode_figures = {} if mode is None else _mode_figures(cfg, counts["run"], steps, bank)
+    return mode_figures | {
         "cost/texts_per_step": texts_per_step(batch, k),
         "cost/tokens_per_step_real": real,
         "cost/tokens_per_step_padded": padded,
@@ -95,8 +133,6 @@ def reset_peak_memory(device: str) -> None:
     """Start peak-memory measurement here: the GPU's max-allocated counter, and the kernel's
     peak-RSS counter of this process (Linux: writing 5 to clear_refs resets VmHWM)."""
     if device == "cuda":
-        import torch
-
         torch.cuda.reset_peak_memory_stats()
     if (_PROC / "clear_refs").exists():
         (_PROC / "clear_refs").write_text("5")
@@ -109,7 +145,5 @@ def peak_memory(device: str) -> dict[str, float]:
         hwm = next(line for line in (_PROC / "status").read_text().splitlines() if line.startswith("VmHWM:"))
         metrics["train/peak_rss_mb"] = int(hwm.split()[1]) / 1024
     if device == "cuda":
-        import torch
-
         metrics["train/peak_gpu_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return metrics

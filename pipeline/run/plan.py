@@ -7,8 +7,8 @@ never mines, never trains the run's model for real, never opens an MLflow run.
 
 Its time is bounded whatever the run's size: a step of more than
 CALIBRATION_TOKENS padded tokens is calibrated at a smaller batch (same k, same
-data) and the measured seconds are scaled by the cost model's padded tokens per
-step, and the line says so.
+data, same step embedding) and the measured seconds are scaled by the padded
+tokens per step the run's step would embed, and the line says so.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
 
+from pipeline.losses import negatives_mode
 from pipeline.run import cost
 from pipeline.run.cache import StageCache
 from pipeline.run.prepare import prepare, stage_keys
@@ -31,40 +35,63 @@ CALIBRATION_STEPS = 3
 CALIBRATION_TOKENS = 8192
 
 
-def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS) -> list[float]:
-    """Seconds of each of `steps` real training steps (after one warm-up step) of `model`."""
-    import torch
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
-    from transformers import TrainerCallback
+class StepTimer(TrainerCallback):
+    """Wall seconds of each training step, from its start to its end (callbacks registered after
+    this one, e.g. a bank refresh, fall outside), and the CPU seconds this process (all its
+    threads) spent in it: on a CPU shared with other jobs, the steadier of the two."""
 
-    from pipeline.losses import build_loss
-    from pipeline.stages.train import training_args
+    def __init__(self):
+        self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.seconds: list[float] = []
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
+    def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():  # GPU work is asynchronous: wait for the step to finish
+            torch.cuda.synchronize()
+        self.seconds.append(time.perf_counter() - self.start)
+        self.cpu_seconds.append(time.process_time() - self.cpu_start)
 
-        def on_step_end(self, args, state, control, **kwargs):
-            if torch.cuda.is_available():  # GPU work is asynchronous: wait for the step to finish
-                torch.cuda.synchronize()
-            self.seconds.append(time.perf_counter() - self.start)
+
+@dataclass
+class Calibration:
+    """Timed training steps after one warm-up step, and what the loss measured per step."""
+
+    seconds: list[float]  # wall
+    cpu_seconds: list[float]  # this process's CPU time
+    step: dict[str, float]  # step/* means over all steps, warm-up included ({} for cached_mnrl, gist)
+
+
+def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS,
+              bank=None) -> Calibration:
+    """`steps` real training steps of `model` after one warm-up step, timed, with the trainer and
+    loss a run builds (train.trainer_for); `bank` (prepare.Bank) in bank mode. Bank refreshes are
+    left out of the timed steps: refresh_seconds prices them."""
+    from pipeline.stages.train import step_figures, trainer_for
 
     short = OmegaConf.merge(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2},
-                                  "eval": {"cadence": "none"}})
+                                  "eval": {"cadence": "none"}},
+                            {"loss": {"bank_refresh_steps": 0}} if bank else {})
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        trainer = SentenceTransformerTrainer(model=model, args=training_args(short, hardware, Path(out), False),
-                                             train_dataset=train_ds, loss=build_loss(cfg.loss, model),
-                                             callbacks=[timer])
+        trainer, loss = trainer_for(short, hardware, model, train_ds, bank, Path(out), callbacks=(timer,))
         trainer.train()
-    return timer.seconds[1:]
+    return Calibration(timer.seconds[1:], timer.cpu_seconds[1:], step_figures(loss))
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+def refresh_seconds(model, corpus: list[str], batch_size: int, sample: int = 256) -> float:
+    """Seconds one bank refresh of `corpus` would take: a real refresh of its first `sample` texts,
+    timed, scaled to the whole corpus."""
+    import numpy as np
+
+    from pipeline.losses.memory_bank import CorpusMemoryBank
+
+    texts = corpus[:sample]
+    bank = CorpusMemoryBank(texts, np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32),
+                            encode_batch_size=batch_size)
+    bank.refresh(model)
+    return bank.refresh_seconds * len(corpus) / len(texts)
 
 
 def calibration_batch(cfg: DictConfig, padded_per_step: float) -> int:
@@ -79,22 +106,31 @@ def calibration_batch(cfg: DictConfig, padded_per_step: float) -> int:
     return min(batch, max(smallest, int(batch * CALIBRATION_TOKENS / padded_per_step)))
 
 
-def estimate(cfg: DictConfig, hardware, model, train_ds, padded_per_step: float) -> tuple[float, str]:
+def padded_tokens(figures: dict[str, float]) -> float:
+    """Padded tokens the run's own step embeds (its step-embedding mode's, else the plain recipe's)."""
+    return figures.get("cost/step_tokens_padded", figures["cost/tokens_per_step_padded"])
+
+
+def estimate(cfg: DictConfig, hardware, model, train_ds, padded_per_step: float, bank=None) -> tuple[float, str]:
     """(seconds per step, how they were found): measured at the run's batch, or at a smaller
-    one and scaled by the cost model's padded tokens per step."""
+    one and scaled by the padded tokens per step of the run's step embedding."""
     batch = calibration_batch(cfg, padded_per_step)
     if batch == cfg.train.batch_size:
-        seconds = calibrate(cfg, hardware, model, train_ds)
+        seconds = calibrate(cfg, hardware, model, train_ds, bank=bank).seconds
         return statistics.median(seconds), f"{len(seconds)} steps at batch {batch}: measured"
     smaller = OmegaConf.merge(cfg, {"train": {"batch_size": batch}})
     if "mini_batch_size" in cfg.loss:
         smaller.loss.mini_batch_size = min(cfg.loss.mini_batch_size, batch)
-    _, padded = cost.tokens_per_step(model, train_ds, batch)
-    seconds = calibrate(smaller, hardware, model, train_ds)
+    padded = padded_tokens(cost.predict(smaller, model, train_ds, bank))
+    seconds = calibrate(smaller, hardware, model, train_ds, bank=bank).seconds
     scale = padded_per_step / padded
     return statistics.median(seconds) * scale, (
         f"{len(seconds)} steps at batch {batch} of {cfg.train.batch_size}, scaled x{scale:.1f} by "
         f"padded tokens per step ({padded:,.0f} -> {padded_per_step:,.0f}): estimated")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def run(cfg: DictConfig, hardware) -> str:
@@ -106,9 +142,16 @@ def run(cfg: DictConfig, hardware) -> str:
     status = {stage: "cached" if cache.lookup(stage, key) else "would run"
               for stage, key in stage_keys(cfg).items()}
     prepared = prepare(cfg, hardware, RunResult(Path(cfg.paths.run_dir)), mine_negatives=False)
-    figures = cost.predict(cfg, prepared.model, prepared.train_ds)
-    s_per_step, how = estimate(cfg, hardware, prepared.model, prepared.train_ds,
-                               figures["cost/tokens_per_step_padded"])
+    figures = cost.predict(cfg, prepared.model, prepared.train_ds, prepared.bank)
+    s_per_step, how = estimate(cfg, hardware, prepared.model, prepared.train_ds, padded_tokens(figures),
+                               prepared.bank)
+    train_s = s_per_step * figures["cost/steps"]
+    refreshes = ""
+    if prepared.bank is not None and figures["cost/bank_refreshes"]:
+        each_s = refresh_seconds(prepared.model, prepared.bank.corpus, cfg.miner.batch_size)
+        train_s += figures["cost/bank_refreshes"] * each_s
+        refreshes = (f", plus {figures['cost/bank_refreshes']} bank refreshes of "
+                     f"{figures['cost/bank_corpus']:,} texts at {each_s:.3g} s each (timed on a sample)")
     stages = ", ".join(f"{stage} {state}" for stage, state in status.items())
     return (f"plan k={cfg.k} loss={cfg.loss.name} batch={cfg.train.batch_size} "
             f"model={cfg.model.kind} hardware={hardware.device}/{hardware.precision} | "
@@ -116,8 +159,20 @@ def run(cfg: DictConfig, hardware) -> str:
             f"per step (predicted): {figures['cost/texts_per_step']:,} texts, "
             f"{figures['cost/tokens_per_step_real']:,.0f} tokens real / "
             f"{figures['cost/tokens_per_step_padded']:,.0f} padded, scores "
-            f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,} | "
+            f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,}{_mode(cfg, figures)} | "
             f"{figures['cost/steps']:,} steps ({figures['cost/steps_per_epoch']:,}/epoch, "
             f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({prepared.negatives} "
-            f"negatives, {how}): {s_per_step:.3g} s/step, training estimate "
-            f"{_minutes(s_per_step * figures['cost/steps'])} (dev evaluation not included)")
+            f"negatives, {how}): {s_per_step:.3g} s/step{refreshes}, training estimate "
+            f"{_minutes(train_s)} (dev evaluation not included)")
+
+
+def _mode(cfg: DictConfig, figures: dict) -> str:
+    """What this run's step embeds instead of the plain recipe's (a wrapped loss only)."""
+    if negatives_mode(cfg) is None:
+        return ""
+    options = [name for name in ("length_aware", "dedupe") if cfg.loss[name]]
+    return (f"; this run (negatives={negatives_mode(cfg)}{''.join(', ' + o for o in options)}): "
+            f"{figures['cost/step_texts_with_grad']:,.0f} texts with gradients + "
+            f"{figures['cost/step_texts_without_grad']:,.0f} without, "
+            f"{figures['cost/step_tokens_real']:,.0f} tokens real / "
+            f"{figures['cost/step_tokens_padded']:,.0f} padded")

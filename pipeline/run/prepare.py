@@ -2,7 +2,8 @@
 
 `prepare` splits the data, loads the model and makes the training set: mined
 negatives for k > 0 (plan mode takes a cached ranking if there is one, else
-stand-in negatives, rather than paying for mining). Cached stages are timed and
+stand-in negatives, rather than paying for mining), and for negatives from a
+memory bank the corpus, its first vectors and the rows with negatives as ids. Cached stages are timed and
 their keys and hits recorded on the run's result as they complete.
 """
 
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.losses import negatives_mode
 from pipeline.run import models
 from pipeline.run.cache import Entry, StageCache, stage_key
 from pipeline.run.result import RunResult
@@ -83,13 +86,18 @@ def stand_in_negatives(train_ds, k: int, seed: int):
     return datasets.Dataset.from_dict({"anchor": train_ds["anchor"], "positive": positives} | negatives)
 
 
+def _embedded(cfg: DictConfig, cache: TimedCache, keys: dict[str, str], train_ds, model) -> tuple[Entry, float]:
+    """(the embed entry: the train split's queries and corpus, encoded once per (model, data);
+    seconds spent getting it)."""
+    return cache.get("embed", keys["embed"], lambda out: embed.run(model, train_ds, cfg.miner.batch_size, out))
+
+
 def mine_for_k(cfg: DictConfig, cache: TimedCache, keys: dict[str, str], train_ds, model):
     """(the k-negative training set, mine/* metrics incl. time/mine_s) from the cached ranking.
 
     Another miner setting re-ranks the cached embeddings without re-encoding."""
     def build(out: Path) -> None:
-        embedded, embed_s = cache.get("embed", keys["embed"],
-                                      lambda d: embed.run(model, train_ds, cfg.miner.batch_size, d))
+        embedded, embed_s = _embedded(cfg, cache, keys, train_ds, model)
         cache.result.add({"time/embed_s": embed_s})
         mine.rank(cfg.miner, *embed.load(embedded.path), train_ds, model, out)
 
@@ -101,6 +109,31 @@ def mine_for_k(cfg: DictConfig, cache: TimedCache, keys: dict[str, str], train_d
 
 
 @dataclass
+class Bank:
+    """What negatives from a memory bank (loss.negatives=bank) start from: the corpus (the train
+    split's unique positives), its vectors, and the training set with negatives as corpus ids."""
+
+    corpus: list[str]
+    vectors: object  # np.ndarray (corpus, dim)
+    train_ds: object  # datasets.Dataset: anchor, positive, label (k corpus ids)
+
+
+def memory_bank(cfg: DictConfig, cache: TimedCache, keys: dict[str, str], split_train, train_ds, model,
+                encode: bool) -> Bank:
+    """The bank's start: the embed stage's corpus vectors (cached by mining, so step 0 encodes
+    nothing), or with encode=False (plan mode, which never encodes) zeros: a step's time does not
+    depend on the vectors' values."""
+    corpus = embed.texts(split_train)[1]
+    if encode:
+        embedded, seconds = _embedded(cfg, cache, keys, split_train, model)
+        cache.result.add({"time/bank_init_s": seconds})
+        vectors = embed.load(embedded.path)[1]
+    else:
+        vectors = np.zeros((len(corpus), model.get_embedding_dimension()), dtype=np.float32)
+    return Bank(corpus, vectors, mine.with_corpus_ids(train_ds, corpus))
+
+
+@dataclass
 class Prepared:
     """A run's inputs: cache keys, the split, the base model and the training set."""
 
@@ -108,21 +141,23 @@ class Prepared:
     cache: TimedCache
     splits: object  # datasets.DatasetDict: train, dev, test
     model: object  # SentenceTransformer
-    train_ds: object  # datasets.Dataset: anchor, positive[, negative_1..k]
+    train_ds: object  # datasets.Dataset: anchor, positive[, negative_1..k] (texts, in every mode)
     negatives: str  # "mined", "stand-in" (plan mode, nothing cached) or "no" (k = 0)
+    bank: Bank | None = None  # loss.negatives=bank with k > 0: what the trainer trains on instead
 
 
 def prepare(cfg: DictConfig, hardware, result: RunResult, mine_negatives: bool = True, model=None) -> Prepared:
     """Split (cached), load the model (unless given), and make the training set: mined negatives,
     or with mine_negatives=False (plan mode) a cached ranking if there is one, else stand-in
-    negatives."""
+    negatives; with loss.negatives=bank (and k > 0) also the memory bank's start (memory_bank)."""
     cache = TimedCache(StageCache(cfg.paths.cache_dir), result)
     keys = stage_keys(cfg)
     split_entry, split_s = cache.get("split", keys["split"],
                                      lambda out: split.run(cfg.data, cfg.split, cfg.eval.test is None, out))
     result.add(json.loads((split_entry.path / "stats.json").read_text()) | {"time/split_s": split_s})
     splits = split.load(split_entry.path)
-    model = model or models.load_model(cfg.model, device=hardware.model_device)
+    if model is None:
+        model = models.load_model(cfg.model, device=hardware.model_device)
     train_ds, negatives = splits["train"], "no"
     if cfg.k > 0 and (mine_negatives or cache.cache.lookup("mine", keys["mine"])):
         train_ds, stats = mine_for_k(cfg, cache, keys, splits["train"], model)
@@ -132,4 +167,7 @@ def prepare(cfg: DictConfig, hardware, result: RunResult, mine_negatives: bool =
         train_ds, negatives = stand_in_negatives(splits["train"], cfg.k, cfg.seed), "stand-in"
     else:
         result.add({"time/mine_s": 0.0})
-    return Prepared(keys, cache, splits, model, train_ds, negatives)
+    bank = None
+    if negatives_mode(cfg) == "bank":
+        bank = memory_bank(cfg, cache, keys, splits["train"], train_ds, model, encode=mine_negatives)
+    return Prepared(keys, cache, splits, model, train_ds, negatives, bank)

@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 def train_metrics(train_log: dict, batch_size: int, k: int, world_size: int = 1) -> dict[str, float]:
     """Throughput from the trainer's log history; dev-evaluation cost from the timed evaluations.
 
-    Pure training time is the training loop minus the evaluations inside it; the eval
-    fraction divides all dev evaluation time (a final one after the loop included) by it.
-    Texts per second count every process's batch (batch_size is per process).
+    Pure training time is the training loop minus the evaluations inside it (bank refreshes
+    stay in); the eval fraction divides all dev evaluation time (a final one after the loop
+    included) by it. Texts per step are those the loss measured (with and without gradients);
+    a loss that embeds its own texts measures none, and B * (2 + k) stands in. Texts per second
+    count every process's batch (the loss measures this process's).
     """
     history = train_log["log_history"]
     summary = next(entry for entry in reversed(history) if "train_runtime" in entry)
@@ -38,11 +40,14 @@ def train_metrics(train_log: dict, batch_size: int, k: int, world_size: int = 1)
     eval_s = sum(entry["seconds"] for entry in evals)
     steps = train_log["global_step"]
     pure_s = max(summary["train_runtime"] - sum(e["seconds"] for e in evals if e["in_train"]), 1e-9)
+    step = train_log["step"]
+    texts = (step["step/texts_with_grad"] + step["step/texts_without_grad"] if step
+             else cost.texts_per_step(batch_size, k))
     return {
         "train/steps": steps,
         "train/runtime_s": summary["train_runtime"],
         "train/samples_per_s": summary["train_samples_per_second"],
-        "train/texts_per_s": steps * cost.texts_per_step(batch_size, k) * world_size / pure_s,
+        "train/texts_per_s": steps * texts * world_size / pure_s,
         "train/s_per_step": pure_s / max(steps, 1),
         "train/final_loss": summary["train_loss"],
         "eval/count": len(evals),
@@ -93,8 +98,9 @@ def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> 
     result.add(dev.sizes)
     cost.reset_peak_memory(hardware.device)
     start = time.perf_counter()
-    train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir)
-    result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device))
+    train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir, prepared.bank)
+    result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device)
+               | train_log["step"])
     figures = train_metrics(train_log, cfg.train.batch_size, cfg.k, distributed.world_size())
     result.add(figures, {warning(name): text
                          for name, text in eval_cost_warnings(figures, train_log).items()})
@@ -156,7 +162,7 @@ def run(cfg: DictConfig, hardware, sink: Sink | None = None) -> RunResult:
         test_set = evaluate.build_test_set(cfg.eval, prepared.splits, cfg.split.seed)
         result.add(test_sets.leaks(test_set, prepared.splits["train"], prepared.splits["dev"]))
         base = _base_scores(cfg, prepared, test_set, result)
-    result.add(cost.predict(cfg, prepared.model, prepared.train_ds))
+    result.add(cost.predict(cfg, prepared.model, prepared.train_ds, prepared.bank))
     _train(cfg, hardware, prepared, result)
     with distributed.leading():
         _test(cfg, prepared, test_set, base, result)

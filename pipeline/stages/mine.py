@@ -236,3 +236,16 @@ def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
         "mine/rows_short": int(short_queries[row_query].sum()), "mine/negatives_filled": filled,
         "mine/score_gap_mean": float(np.nanmean(gaps)) if np.isfinite(gaps).any() else float("nan")}
     return mined, stats
+
+
+def with_corpus_ids(mined, corpus: list[str]):
+    """The training set (anchor, positive, negative_1..k) with the negatives as one `label` column
+    of k corpus ids instead of texts, for negatives from a memory bank: the trainer hands `label`
+    to the loss, and every negative is a corpus text, so each has an id."""
+    import datasets
+
+    ids = {text: i for i, text in enumerate(corpus)}
+    negatives = [name for name in mined.column_names if name.startswith("negative_")]
+    label = np.array([[ids[text] for text in mined[name]] for name in negatives]).T
+    return datasets.Dataset.from_dict({"anchor": mined["anchor"], "positive": mined["positive"],
+                                       "label": label.tolist()})

@@ -47,33 +47,81 @@ def training_args(cfg: DictConfig, hardware, out_dir: Path, evaluates: bool):
     )
 
 
-def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path) -> dict:
+def _no_duplicates_by_texts(texts_ds):
+    """The no_duplicates sampler for a bank training set, deciding on `texts_ds` (the same rows with
+    the negatives as texts): it cannot see texts behind corpus ids, and a batch must not hold a
+    row whose negative is another row's positive, as in live mode. Other datasets (the dev
+    split) are sampled as they are."""
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    def sampler(dataset, **kwargs):
+        return NoDuplicatesBatchSampler(texts_ds if "label" in dataset.column_names else dataset, **kwargs)
+
+    return sampler
+
+
+def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path, dev=None,
+                callbacks: tuple = ()):
+    """(the SentenceTransformerTrainer, its loss) for a run or plan mode's calibration: one builder.
+
+    The loss is losses.build_loss's (wrapped in StepEmbeddingLoss where the loss allows). With
+    `bank` (prepare.Bank, loss.negatives=bank) the trainer trains on the corpus-id rows, the
+    memory bank starts from the bank's vectors and is refreshed every loss.bank_refresh_steps
+    (after the callbacks given, inside the training loop, so train time includes it).
+    """
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
+
+    from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
+
+    evaluates = dev is not None and dev.evaluates
+    args = training_args(cfg, hardware, out_dir, evaluates)
+    callbacks, memory = list(callbacks), None
+    if bank is not None:
+        memory = CorpusMemoryBank(bank.corpus, bank.vectors, encode_batch_size=cfg.miner.batch_size)
+        if cfg.loss.bank_refresh_steps:
+            callbacks.append(BankRefresh(memory, cfg.loss.bank_refresh_steps))
+        if cfg.train.batch_sampler == "no_duplicates":
+            args.batch_sampler = _no_duplicates_by_texts(train_ds)
+        train_ds = bank.train_ds
+    loss = build_loss(cfg, model, memory)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=dev.loss_data if dev else None,
+        loss=loss,
+        evaluator=dev.evaluator if dev else None,
+        callbacks=callbacks or None,
+    )
+    return trainer, loss
+
+
+def step_figures(loss) -> dict[str, float]:
+    """What the loss measured per training step (StepEmbeddingLoss.metrics: step/*, bank/*);
+    {} for a loss that embeds its own texts."""
+    from pipeline.losses.embedding_modes import StepEmbeddingLoss
+
+    return loss.metrics() if isinstance(loss, StepEmbeddingLoss) else {}
+
+
+def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
     Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
     the dev split; every evaluation is timed. If the cadence never fired during training
-    (e.g. eval.every beyond the last step), it warns and evaluates once at the end.
+    (e.g. eval.every beyond the last step), it warns and evaluates once at the end. The log's
+    `step` holds what the loss measured per step (step_figures).
     """
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
-
     from pipeline.stages.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
 
-    evaluates = dev.evaluates
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
-    callback = schedule(cfg.eval.every) if evaluates and schedule else None
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=training_args(cfg, hardware, out_dir, evaluates),
-        train_dataset=train_ds,
-        eval_dataset=dev.loss_data,
-        loss=build_loss(cfg.loss, model),
-        evaluator=dev.evaluator,
-        callbacks=[callback] if callback else None,
-    )
+    callback = schedule(cfg.eval.every) if dev.evaluates and schedule else None
+    trainer, loss = trainer_for(cfg, hardware, model, train_ds, bank, out_dir, dev,
+                                (callback,) if callback else ())
     clock = EvalClock(trainer)
     trainer.train()
     warnings = {"eval_cadence": callback.warning} if callback and callback.warning else {}
-    if evaluates and not clock.ran_in_training():
+    if dev.evaluates and not clock.ran_in_training():
         if cfg.eval.cadence != "final":
             warnings["eval_cadence"] = (f"eval.cadence={cfg.eval.cadence} never fired in the "
                                         f"{trainer.state.global_step} training steps: evaluated once "
@@ -81,7 +129,7 @@ def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path) -> dict:
             log.warning(warnings["eval_cadence"])
         trainer.evaluate()
     result = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
-              "dev_evals": clock.evals, "warnings": warnings}
+              "dev_evals": clock.evals, "warnings": warnings, "step": step_figures(loss)}
     if trainer.is_world_process_zero():  # every process holds the same weights: one saves them
         model.save(str(out_dir / "model"))
         (out_dir / "train_log.json").write_text(json.dumps(result, indent=1))
