@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pipeline import redact
+from pipeline import redact, terminal
 from pipeline.config.preflight import preflight
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError, reported
@@ -68,20 +68,25 @@ def _disk_full(exc: BaseException) -> bool:
 def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float:
     from pipeline.run import runner
     from pipeline.run.provenance import environment_tags
+    from pipeline.run.summary import summary
     from pipeline.tracking.recorder import recording
 
-    with recording(cfg, tags | environment_tags() | {names.PRESET: cfg.preset}) as recorder:
+    log_file = terminal.log_file()
+    # A sweep's jobs keep their model in their run dir only, unless asked: ~90 MB per MiniLM copy.
+    log_model = cfg.mlflow.log_model if cfg.mlflow.log_model is not None else _sweep_dir() is None
+    with recording(cfg, tags | environment_tags() | {names.PRESET: cfg.preset}, log_file) as recorder:
+        log.info("run %s started in experiment %s; full log: %s", recorder.run_id, cfg.mlflow.experiment_name,
+                 log_file)
         result = runner.run(cfg, hardware, recorder)
-        recorder.finish(result)
-    metrics = result.metrics
-    log.info("run %s finished: test nDCG@10 %.4f (base %.4f); model in %s", recorder.run_id,
-             metrics[names.OBJECTIVE], metrics["base/ndcg_at_10"], result.model_dir)
-    return metrics[names.OBJECTIVE]
+        recorder.finish(result, log_model)
+        log.info(summary(result, recorder.run_id, recorder.experiment_id, cfg.mlflow, log_file))
+    return result.metrics[names.OBJECTIVE]
 
 
 def _job(cfg: DictConfig) -> float | None:
     hardware = validate(cfg)
     preflight(cfg)
+    terminal.route_library_output()
     if cfg.plan:
         from pipeline.run import plan
 

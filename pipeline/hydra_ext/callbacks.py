@@ -17,6 +17,7 @@ from pipeline.errors import PipelineError, reported
 from pipeline.hydra_ext.launch import check_launcher
 from pipeline.run.provenance import code_tags, process_tags
 from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
+from pipeline.terminal import route_library_output
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class SweepParentRun(Callback):
         if config.get("plan"):  # plan mode prints and exits: no MLflow runs
             return
         raise_keyboard_interrupt_on_sigterm()
+        route_library_output()  # MLflow creating its store: not for the terminal
         swept = dict(config.hydra.sweeper.params or {})
         swept |= dict(o.split("=", 1) for o in config.hydra.overrides.task if "=" in o)
         tags = {names.SWEEP_LAUNCHER: config.hydra.runtime.choices["hydra/launcher"],

@@ -34,11 +34,10 @@ CALIBRATION_TOKENS = 8192
 def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS) -> list[float]:
     """Seconds of each of `steps` real training steps (after one warm-up step) of `model`."""
     import torch
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from transformers import TrainerCallback
 
     from pipeline.losses import build_loss
-    from pipeline.stages.train import training_args
+    from pipeline.stages.train import quiet_trainer, training_args
 
     class StepTimer(TrainerCallback):
         def __init__(self):
@@ -56,9 +55,8 @@ def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATI
                                   "eval": {"cadence": "none"}})
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        trainer = SentenceTransformerTrainer(model=model, args=training_args(short, hardware, Path(out), False),
-                                             train_dataset=train_ds, loss=build_loss(cfg.loss, model),
-                                             callbacks=[timer])
+        trainer = quiet_trainer(model, train_ds, args=training_args(short, hardware, Path(out), False),
+                                loss=build_loss(cfg.loss, model), callbacks=[timer])
         trainer.train()
     return timer.seconds[1:]
 

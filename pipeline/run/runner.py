@@ -1,8 +1,9 @@
 """Run the stages once: prepare -> score the base model -> train -> evaluate; time each.
 
 The runner computes and returns a RunResult; every figure goes onto it the moment
-it is measured, and the result passes it on to its sink (the recorder in
-tracking/, the only code that speaks to MLflow).
+it is measured (training loss and dev metrics at the step the trainer logs
+them), and the result passes it on to its sink (the recorder in tracking/, the
+only code that speaks to MLflow).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline import progress
 from pipeline.run import cost
 from pipeline.run.prepare import Prepared, prepare
 from pipeline.run.result import RunResult, Sink
@@ -49,20 +51,6 @@ def train_metrics(train_log: dict, batch_size: int, k: int) -> dict[str, float]:
     }
 
 
-def step_history(train_log: dict) -> list[tuple[int, dict[str, float]]]:
-    """(step, {train/loss, dev/*}) for each entry of the trainer's log history that has any."""
-    out = []
-    for entry in train_log["log_history"]:
-        figures = {"train/loss": entry["loss"]} if "loss" in entry else {}
-        figures |= {key.replace("eval_dev_cosine_", "dev/").replace("@", "_at_"): value
-                    for key, value in entry.items() if key.startswith("eval_dev_cosine_")}
-        if "eval_loss" in entry:
-            figures["dev/loss"] = entry["eval_loss"]
-        if figures:
-            out.append((entry.get("step", 0), figures))
-    return out
-
-
 def eval_cost_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
     """Warnings worth a tag: the train stage's own, and dev evaluation costing more than training."""
     warnings = dict(train_log["warnings"])
@@ -81,8 +69,9 @@ def _base_scores(cfg: DictConfig, prepared: Prepared, test_corpus: list[str], re
     entry, seconds = prepared.cache.get("base_eval", prepared.keys["base_eval"], lambda out: evaluate.run(
         prepared.model, prepared.splits["test"], test_corpus, cfg.eval.batch_size, out,
         cfg.eval.query_prompt, cfg.eval.corpus_prompt))
-    result.add({"time/base_eval_s": seconds})
-    return json.loads((entry.path / "metrics.json").read_text())
+    base = json.loads((entry.path / "metrics.json").read_text())
+    result.add({"time/base_eval_s": seconds} | {f"base/{name}": base[name] for name in evaluate.METRICS})
+    return base
 
 
 def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> None:
@@ -90,27 +79,27 @@ def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> 
     result.add(dev.sizes)
     cost.reset_peak_memory(hardware.device)
     start = time.perf_counter()
-    train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir)
+    with progress.stage("train"):
+        train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir,
+                              result.add_step)
     result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device))
     figures = train_metrics(train_log, cfg.train.batch_size, cfg.k)
     result.add(figures, {warning(name): text
                          for name, text in eval_cost_warnings(figures, train_log).items()})
-    for step, values in step_history(train_log):
-        result.add_step(step, values)
 
 
 def _test(cfg: DictConfig, prepared: Prepared, test_corpus: list[str], base: dict, result: RunResult) -> None:
     start = time.perf_counter()
     test_dir = result.run_dir / "test"
     test_dir.mkdir(exist_ok=True)
-    tuned = evaluate.run(prepared.model, prepared.splits["test"], test_corpus, cfg.eval.batch_size, test_dir,
-                         cfg.eval.query_prompt, cfg.eval.corpus_prompt)
+    with progress.stage("test"):
+        tuned = evaluate.run(prepared.model, prepared.splits["test"], test_corpus, cfg.eval.batch_size, test_dir,
+                             cfg.eval.query_prompt, cfg.eval.corpus_prompt)
     test_s = time.perf_counter() - start
     figures = {"time/test_s": test_s, "time/eval_s": test_s + result.metrics["time/base_eval_s"],
                "test/corpus_size": tuned["corpus_size"], "test/queries": tuned["queries"]}
     for name in evaluate.METRICS:
-        figures |= {f"test/{name}": tuned[name], f"base/{name}": base[name],
-                    f"gain/{name}": tuned[name] - base[name]}
+        figures |= {f"test/{name}": tuned[name], f"gain/{name}": tuned[name] - base[name]}
     result.add(figures, {MODEL_DIR: str(result.model_dir)})
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.stages.encoding import encode
+
 VERSION = "1"
 
 
@@ -23,10 +25,9 @@ def texts(train_ds) -> tuple[list[str], list[str]]:
 def run(model, train_ds, batch_size: int, out_dir: Path) -> None:
     """Write queries.npy and corpus.npy: normalized embeddings, the way mine_hard_negatives encodes."""
     queries, corpus = texts(train_ds)
-    options = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_numpy": True,
-               "show_progress_bar": False}
-    np.save(out_dir / "corpus.npy", model.encode_document(corpus, **options))
-    np.save(out_dir / "queries.npy", model.encode_query(queries, **options))
+    options = {"normalize_embeddings": True, "convert_to_numpy": True}
+    np.save(out_dir / "corpus.npy", encode(model, corpus, "document", "embed corpus", batch_size, **options))
+    np.save(out_dir / "queries.npy", encode(model, queries, "query", "embed queries", batch_size, **options))
 
 
 def load(entry_dir: Path) -> tuple[np.ndarray, np.ndarray]:

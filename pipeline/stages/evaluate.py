@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.stages.encoding import encode
+
 VERSION = "1"
 # Metric names logged to MLflow (which refuses '@'), and the evaluator's key suffix for each.
 METRICS = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_1": "recall@1",
@@ -25,6 +27,20 @@ def distractors(train_ds, n: int, seed: int) -> list[str]:
     return positives[:n]
 
 
+def _evaluator_with_progress():
+    """InformationRetrievalEvaluator encoding through encoding.encode, so evaluations show progress."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    class WithProgress(InformationRetrievalEvaluator):
+        def embed_inputs(self, model, sentences, encode_fn_name=None, prompt_name=None, prompt=None, **kwargs):
+            what = {"query": "queries", "document": "corpus"}.get(encode_fn_name, "texts")
+            return encode(model, list(sentences), encode_fn_name, f"{self.name} eval: {what}", self.batch_size,
+                          prompt_name=prompt_name, prompt=prompt, convert_to_tensor=True,
+                          truncate_dim=self.truncate_dim, **kwargs)
+
+    return WithProgress
+
+
 def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
                  query_prompt: str | None = None, corpus_prompt: str | None = None,
                  max_corpus: int | None = None):
@@ -33,8 +49,6 @@ def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
     With max_corpus the corpus keeps its first max_corpus documents (the split's positives come
     first) and queries whose positive was cut are dropped, so evaluation cost is bounded.
     """
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
     corpus = {}
     for text in list(ds["positive"]) + extra_corpus:
         corpus.setdefault(text, f"d{len(corpus)}")
@@ -43,7 +57,7 @@ def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
     pairs = [(anchor, pos) for anchor, pos in zip(ds["anchor"], ds["positive"]) if pos in corpus]
     queries = {f"q{i}": anchor for i, (anchor, _) in enumerate(pairs)}
     relevant = {f"q{i}": {corpus[pos]} for i, (_, pos) in enumerate(pairs)}
-    return InformationRetrievalEvaluator(
+    return _evaluator_with_progress()(
         queries=queries,
         corpus={cid: text for text, cid in corpus.items()},
         relevant_docs=relevant,

@@ -1,7 +1,8 @@
 """Train stage: fine-tune with SentenceTransformerTrainer and the configured loss.
 
-Returns what the trainer measured (its log history) on disk; the runner turns
-that into MLflow metrics, so this stage never touches MLflow itself.
+Returns what the trainer measured (its log history) on disk, and hands each
+logged figure to the runner's `on_figures` as training goes (train_report.py);
+the runner turns them into MLflow metrics, so this stage never touches MLflow.
 """
 
 from __future__ import annotations
@@ -47,28 +48,41 @@ def training_args(cfg: DictConfig, hardware, out_dir: Path, evaluates: bool):
     )
 
 
-def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path) -> dict:
+def quiet_trainer(model, train_dataset, **kwargs):
+    """A SentenceTransformerTrainer that prints nothing itself: no raw log dicts on stdout
+    (PrinterCallback) and no 'Computing widget examples' bar (the model card gets one example
+    here instead of sampling them at init)."""
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
+    from transformers import PrinterCallback
+
+    model.model_card_data.widget = model.model_card_data.widget or [{"text": train_dataset[0]["anchor"]}]
+    trainer = SentenceTransformerTrainer(model=model, train_dataset=train_dataset, **kwargs)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, on_figures=None) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
     Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
     the dev split; every evaluation is timed. If the cadence never fired during training
     (e.g. eval.every beyond the last step), it warns and evaluates once at the end.
+    `on_figures(step, figures)` gets train/* and dev/* figures as the trainer logs them.
     """
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
-
     from pipeline.stages.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
+    from pipeline.stages.train_report import TrainReport
 
     evaluates = dev.evaluates
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
     callback = schedule(cfg.eval.every) if evaluates and schedule else None
-    trainer = SentenceTransformerTrainer(
-        model=model,
+    trainer = quiet_trainer(
+        model,
+        train_ds,
         args=training_args(cfg, hardware, out_dir, evaluates),
-        train_dataset=train_ds,
         eval_dataset=dev.loss_data,
         loss=build_loss(cfg.loss, model),
         evaluator=dev.evaluator,
-        callbacks=[callback] if callback else None,
+        callbacks=[c for c in (callback, TrainReport(on_figures)) if c],
     )
     clock = EvalClock(trainer)
     trainer.train()
