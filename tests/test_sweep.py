@@ -44,6 +44,8 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
     assert sorted(c.data.tags["sweep/job_num"] for c in children) == ["0", "1", "2"]
     assert sorted(c.data.params["k"] for c in children) == ["0", "1", "2"]
     assert all(c.info.status == "FINISHED" for c in children)
+    # Sweep jobs keep their model in their run dir only (mlflow.log_model=null): disk stays sane.
+    assert all("model/uri" not in c.data.tags and not c.outputs.model_outputs for c in children)
 
     report = subprocess.run([sys.executable, "-m", "pipeline.report", sweep_id, "--out", str(tmp_path / "r")],
                             cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
