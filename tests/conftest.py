@@ -31,10 +31,10 @@ def cli(tmp_path, shared_cache) -> Cli:
 @pytest.fixture(scope="session")
 def piped_run(tmp_path_factory, shared_cache):
     """(its Cli, the completed process, its MLflow run) of one small run with stderr piped, as in a
-    log file or under SLURM: progress lines every 0.02 s (so 6 steps show some), system metrics
-    on (sampled every second)."""
+    log file or under SLURM: progress lines every 0.02 s (so 6 steps show some), the model logged
+    as a single run does by default, system metrics on (sampled every second)."""
     cli = Cli(tmp_path_factory.mktemp("piped-run"), shared_cache)
-    result = cli("k=2", "mlflow.log_system_metrics=true",
+    result = cli("k=2", "mlflow.log_model=null", "mlflow.log_system_metrics=true",
                  env={"HNPIPE_PROGRESS_EVERY": "0.02", "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = cli.runs()

@@ -22,9 +22,10 @@ from hydra import initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
-# Small and fast: the static model, a few steps, a short max length.
+# Small and fast: the static model, a few steps, a short max length, no second copy of the
+# model in MLflow (tests that check the model logging ask for it).
 FAST = ["model=static", "train.max_steps=6", "train.batch_size=16", "train.logging_steps=2",
-        "eval=final", "eval.test_distractors=200", "data.max_rows=800"]
+        "eval=final", "eval.test_distractors=200", "data.max_rows=800", "mlflow.log_model=false"]
 
 
 class Cli:

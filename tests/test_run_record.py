@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from helpers import FAST, compose
+from helpers import FAST, compose, write_jsonl
 from pipeline.run.prepare import input_digests, stage_keys
 
 
@@ -35,7 +35,8 @@ def test_train_dev_and_test_are_dataset_inputs_with_digests_sizes_and_source(pip
     inputs = _inputs(cli, run)
     assert set(inputs) == {"train", "dev", "test"}
     metrics = run.data.metrics
-    rows = {"train": metrics["mine/rows_out"], "dev": metrics["split/dev_rows"], "test": metrics["split/test_rows"]}
+    rows = {"train": metrics["mine/rows_out"], "dev": metrics["split/dev_rows"],
+            "test": metrics["split/test_rows"]}
     cfg = compose([*FAST, "k=2", f"paths.cache_dir={cli.cache}"])
     digests = input_digests(cfg, stage_keys(cfg))
     for context, dataset in inputs.items():
@@ -46,13 +47,18 @@ def test_train_dev_and_test_are_dataset_inputs_with_digests_sizes_and_source(pip
     assert len(set(digests.values())) == 3
 
 
-def test_a_run_on_other_data_has_other_digests(piped_run, cli):
-    result = cli("k=2", "data.max_rows=600", "train.max_steps=1", "eval=none")
+def test_a_run_on_other_data_has_other_digests_and_names_its_file(piped_run, cli, tmp_path):
+    rows = [{"anchor": f"how do I do thing {i}", "positive": f"module.thing_{i}\nDoes thing {i}."}
+            for i in range(300)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    result = cli("data=files", f"data.path={data}", "k=2", "train.max_steps=1")
     assert result.returncode == 0, result.stderr[-3000:]
     (other,) = cli.runs()
     first, second = _inputs(piped_run[0], piped_run[2]), _inputs(cli, other)
     for context in ("train", "dev", "test"):
         assert first[context].digest != second[context].digest, context
+        assert second[context].name == f"pairs.jsonl/{context}"
+        assert json.loads(second[context].source) == {"uri": data.resolve().as_uri()}
 
 
 def test_the_model_loads_back_from_mlflow_and_embeds_as_saved(piped_run):
@@ -85,6 +91,7 @@ def test_a_model_the_flavor_cannot_log_is_kept_as_files(tmp_path):
     with mlflow.start_run() as active:
         tags = log_model(model_dir, active.info.run_id)
     run_id = active.info.run_id
-    assert tags["model/load"] == f"SentenceTransformer(mlflow.artifacts.download_artifacts('runs:/{run_id}/model'))"
+    download = f"mlflow.artifacts.download_artifacts('runs:/{run_id}/model')"
+    assert tags["model/load"] == f"SentenceTransformer({download})"
     listed = mlflow.MlflowClient().list_artifacts(run_id, "model")
     assert [a.path for a in listed] == ["model/weights.bin"]

@@ -51,7 +51,7 @@ def terminal_run(tmp_path_factory, shared_cache):
     from helpers import Cli
 
     cli = Cli(tmp_path_factory.mktemp("tty-run"), shared_cache)
-    code, shown = cli.in_terminal("k=1", "train.max_steps=12", "mlflow.log_model=false")
+    code, shown = cli.in_terminal("k=1", "train.max_steps=12")  # FAST: mlflow.log_model=false
     assert code == 0, shown[-3000:]
     return cli, shown
 

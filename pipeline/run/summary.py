@@ -13,9 +13,9 @@ from pipeline.run.provenance import PROJECT
 from pipeline.run.result import RunResult
 from pipeline.tracking.names import MODEL_LOAD
 
-# (row label, time metric, cache stage whose hit tag applies)
-_STAGES = [("split", "time/split_s", "split"), ("embed", "time/embed_s", "embed"),
-           ("mine", "time/mine_s", "mine"), ("base eval", "time/base_eval_s", "base_eval"),
+# (row label, time metric, cache stage whose hit tag applies); mining's time includes embedding's.
+_STAGES = [("split", "time/split_s", "split"), ("mine", "time/mine_s", "mine"),
+           ("  embed", "time/embed_s", "embed"), ("base eval", "time/base_eval_s", "base_eval"),
            ("train", "time/train_s", None), ("test", "time/test_s", None), ("total", "time/total_s", None)]
 _METRICS = [("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10"), ("R@1", "recall_at_1"),
             ("R@10", "recall_at_10"), ("R@100", "recall_at_100"), ("MAP@100", "map_at_100")]
@@ -56,7 +56,8 @@ def how_to_open(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 def summary(result: RunResult, run_id: str, experiment_id: str, mlflow_cfg, log_file: Path | None) -> str:
     """The tables and pointers, as one string of lines."""
-    model = result.tags.get(MODEL_LOAD) or f"{result.model_dir} (not logged in MLflow; mlflow.log_model=true logs it)"
+    model = result.tags.get(MODEL_LOAD) or \
+        f"{result.model_dir} (not logged in MLflow; mlflow.log_model=true logs it)"
     lines = [f"run {run_id} finished", *_stage_rows(result), "", *_metric_rows(result), "",
              f"  MLflow run: {run_id} in experiment {mlflow_cfg.experiment_name}",
              f"  open it:    {how_to_open(mlflow_cfg.tracking_uri, experiment_id, run_id)}",
