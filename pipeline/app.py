@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import distributed, redact
+from pipeline import distributed, redact, terminal
 from pipeline.config.preflight import preflight
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError, reported
@@ -68,18 +68,22 @@ def _disk_full(exc: BaseException) -> bool:
 def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | None:
     from pipeline.run import runner
     from pipeline.run.provenance import environment_tags
+    from pipeline.run.summary import summary
     from pipeline.tracking.recorder import recording
 
     if not distributed.is_main():  # trains with process 0 and shares its encoding; records nothing
         runner.run(cfg, hardware)
         return None
-    with recording(cfg, tags | environment_tags() | {names.PRESET: cfg.preset}) as recorder:
+    log_file = terminal.log_file()
+    # A sweep's jobs keep their model in their run dir only, unless asked: ~90 MB per MiniLM copy.
+    log_model = cfg.mlflow.log_model if cfg.mlflow.log_model is not None else _sweep_dir() is None
+    with recording(cfg, tags | environment_tags() | {names.PRESET: cfg.preset}, log_file) as recorder:
+        log.info("run %s started in experiment %s; full log: %s", recorder.run_id, cfg.mlflow.experiment_name,
+                 log_file)
         result = runner.run(cfg, hardware, recorder)
-        recorder.finish(result)
-    metrics = result.metrics
-    log.info("run %s finished: test nDCG@10 %.4f (base %.4f); model in %s", recorder.run_id,
-             metrics[names.OBJECTIVE], metrics["base/ndcg_at_10"], result.model_dir)
-    return metrics[names.OBJECTIVE]
+        recorder.finish(result, log_model)
+        log.info(summary(result, recorder.run_id, recorder.experiment_id, cfg.mlflow, log_file))
+    return result.metrics[names.OBJECTIVE]
 
 
 def _finished_twin(cfg: DictConfig, tags: dict[str, str]) -> tuple[str, float | None] | None:
@@ -110,6 +114,7 @@ def _job(cfg: DictConfig) -> float | None:
         distributed.check_agreement(OmegaConf.to_container(cfg, resolve=True))
     hardware = validate(cfg)
     preflight(cfg)
+    terminal.route_library_output()
     if cfg.plan:
         if distributed.world_size() > 1:
             raise PipelineError("plan=true prices a run from one process: run it without torchrun or "

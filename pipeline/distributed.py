@@ -93,6 +93,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def is_leading() -> bool:
+    """Inside leading(): encode() is shared with the serving processes."""
+    return _session["leading"]
+
+
 def init(device: str) -> None:
     """Start the process group before anything else needs it (gloo on CPU, nccl on GPUs); the
     trainer later reuses it (accelerate only starts one where none is running)."""

@@ -3,10 +3,16 @@ real Hydra composition. Fixtures that use them live in conftest.py."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +22,10 @@ from hydra import initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
-# Small and fast: the static model, a few steps, a short max length.
+# Small and fast: the static model, a few steps, a short max length, no second copy of the
+# model in MLflow (tests that check the model logging ask for it).
 FAST = ["model=static", "train.max_steps=6", "train.batch_size=16", "train.logging_steps=2",
-        "eval=final", "eval.test_distractors=200", "data.max_rows=800"]
+        "eval=final", "eval.test_distractors=200", "data.max_rows=800", "mlflow.log_model=false"]
 
 
 class Cli:
@@ -39,6 +46,31 @@ class Cli:
                 f"paths.cache_dir={self.cache}", *overrides]
         return subprocess.run(args, cwd=ROOT, env=self.env(**(env or {})), capture_output=True,
                               text=True, timeout=timeout)
+
+    def in_terminal(self, *overrides: str, timeout: int = 600) -> tuple[int, str]:
+        """(exit code, everything shown) of `python -m pipeline` run on a pseudo-terminal of 120
+        columns, as a user at a shell runs it."""
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        args = [sys.executable, "-m", "pipeline", *FAST, f"paths.cache_dir={self.cache}", *overrides]
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env(TERM="xterm"), stdin=slave, stdout=slave,
+                                stderr=slave)
+        os.close(slave)
+        shown, deadline = bytearray(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed: the process and its children are done with it
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(master)
+        if time.monotonic() >= deadline:
+            proc.kill()
+        return proc.wait(timeout=60), shown.decode(errors="replace")
 
     def multirun(self, *overrides: str) -> subprocess.CompletedProcess:
         """`python -m pipeline -m ...`: Hydra wants -m before every override."""

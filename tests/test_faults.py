@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,9 +36,9 @@ def _assert_no_half_entry(cache: Path) -> None:
             assert (entry / "_complete.json").is_file(), entry
 
 
-def _start(cli, overrides: list[str]) -> subprocess.Popen:
+def _start(cli, overrides: list[str], **env: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "pipeline", *overrides]
-    return subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=subprocess.PIPE,
+    return subprocess.Popen(args, cwd=ROOT, env=cli.env(**env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -76,13 +77,13 @@ def test_sigkill_during_training_keeps_earlier_runs_intact(cli, tmp_path):
     (done,) = cli.runs()
 
     overrides = [*FAST, f"paths.cache_dir={cache}", "k=1", "train.max_steps=100000"]
-    proc = _start(cli, overrides)
+    proc = _start(cli, overrides, HNPIPE_PROGRESS_EVERY="0.5")
     seen: list[str] = []
 
-    def training_started() -> bool:
+    def training_started() -> bool:  # the periodic progress line of a piped run
         line = proc.stdout.readline()
         seen.append(line)
-        return "'loss'" in line
+        return re.search(r"\] train: \d+/100,000 steps", line) is not None
 
     _wait_for(training_started, proc)
     proc.send_signal(signal.SIGKILL)
@@ -125,8 +126,9 @@ def test_sigkill_of_a_sweep_leaves_parent_and_child_that_the_report_ends_killed(
         assert run.data.tags["reaped_by"].startswith("pipeline.report")
 
 
-def test_a_full_disk_is_one_message_and_the_run_failed(cli, tmp_path):
-    """A file-size limit refuses the model's 47 MB weights the way a full disk would."""
+def test_a_full_disk_is_one_message_and_the_failed_run_keeps_what_it_measured(cli, tmp_path):
+    """A file-size limit refuses the model's 47 MB weights, which the train stage saves after
+    training, the way a full disk would."""
     import resource
 
     def limit_file_size():
@@ -139,8 +141,18 @@ def test_a_full_disk_is_one_message_and_the_run_failed(cli, tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert "the disk refused a write" in result.stderr and "paths.outputs_dir" in result.stderr
     assert "Traceback" not in result.stderr
+    assert "] train: stopped after" in result.stderr  # saving the trained model failed
     (run,) = cli.runs()
     assert run.info.status == "FAILED"
+    # Everything measured before the failure is kept, the training curves logged as training went.
+    client = mlflow.MlflowClient(cli.tracking_uri)
+    assert run.data.metrics["split/train_rows"] > 0 and "base/ndcg_at_10" in run.data.metrics
+    assert [p.step for p in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6]
+    assert [p.step for p in client.get_metric_history(run.info.run_id, "dev/ndcg_at_10")] == [6]
+    assert "test/ndcg_at_10" not in run.data.metrics
+    inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in inputs) == ["docstrings/dev", "docstrings/test", "docstrings/train"]
+    assert "pipeline.log" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def _build_once(root: str, counter: str, results) -> None:

@@ -36,7 +36,7 @@ def sweeps(cli):
 
 
 def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_path):
-    result = cli.multirun("k=0,1,2,2", "report=true")
+    result = cli.multirun("k=0,1,2,2", "report=true", "mlflow.log_model=null")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 duplicate sweep job(s) dropped" in result.stdout + result.stderr
     parent, children = split_parent(cli.all_runs())
@@ -47,6 +47,8 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
     assert sorted(c.data.tags["sweep/job_num"] for c in children) == ["0", "1", "2"]
     assert sorted(c.data.params["k"] for c in children) == ["0", "1", "2"]
     assert all(c.info.status == "FINISHED" for c in children)
+    # By default (mlflow.log_model=null) sweep jobs keep their model in their run dir only.
+    assert all("model/uri" not in c.data.tags and not c.outputs.model_outputs for c in children)
 
     # report=true: the sweep ran the report when its last job had finished
     out = cli.root / "outputs" / "reports" / sweep_id

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from omegaconf import DictConfig
 
-from pipeline import redact
+from pipeline import progress, redact
 from pipeline.errors import PipelineError
 from pipeline.stages import docstrings, sources, test_sets
 
@@ -146,7 +146,9 @@ def check_data(cfg: DictConfig, group_column: str | None) -> None:
 
 
 def preflight(cfg: DictConfig) -> None:
-    """Run every check (the outputs dir is checked earlier, by a Hydra callback)."""
+    """Run every check, the progress settings in the environment first (the outputs dir is
+    checked earlier, by a Hydra callback)."""
+    progress.check_environment()
     check_data(cfg.data, cfg.split.group_column)
     if cfg.eval.test is not None:
         test_sets.check(cfg.eval.test)

@@ -123,6 +123,8 @@ class Mlflow:
     artifact_root: str = MISSING
     experiment_name: str = MISSING
     run_name: Optional[str] = MISSING
+    log_model: Optional[bool] = MISSING
+    log_system_metrics: bool = MISSING
 
 
 # Top-level scalars (the groups, `paths` and Hydra's own `hydra` are the other top-level keys).

@@ -20,6 +20,7 @@ from pipeline.errors import PipelineError, reported
 from pipeline.hydra_ext.launch import check_launcher
 from pipeline.run.provenance import code_tags, process_tags
 from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
+from pipeline.terminal import route_library_output
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 class DistributedRun(Callback):
     """Under a multi-process launch: start the process group before Hydra makes the run dir, and
     give every process process 0's run dir (each would resolve ${now:} for itself). Only process 0
-    writes the .hydra/ copies; the others log to <job>.rank<N>.log. A sweep cannot itself run
+    writes the .hydra/ copies and speaks on the terminal; the others log to pipeline.rank<N>.log
+    and show only their errors. A sweep cannot itself run
     under a multi-process launcher: its jobs are launched as multi-process jobs instead.
     Registered first in conf/hydra/default.yaml, so no other callback opens the store before."""
 
@@ -44,9 +46,11 @@ class DistributedRun(Callback):
             config.hydra.run.dir = run_dir
             if not distributed.is_main():
                 config.hydra.output_subdir = None
-                handlers = config.hydra.job_logging.get("handlers", {})
-                if "file" in handlers:
-                    handlers.file.filename = f"{run_dir}/{config.hydra.job.name}.rank{distributed.rank()}.log"
+                logging_cfg = config.hydra.job_logging
+                if "file" in logging_cfg.get("handlers", {}):
+                    logging_cfg.handlers.file.filename = f"{run_dir}/pipeline.rank{distributed.rank()}.log"
+                if "ours_and_errors" in logging_cfg.get("filters", {}):  # process 0 speaks for the run
+                    logging_cfg.filters.ours_and_errors.ours = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from pipeline import distributed
@@ -125,6 +129,7 @@ class SweepParentRun(Callback):
         if config.get("plan"):  # plan mode prints and exits: no MLflow runs
             return
         raise_keyboard_interrupt_on_sigterm()
+        route_library_output()  # MLflow creating its store: not for the terminal
         swept = dict(config.hydra.sweeper.params or {})
         swept |= dict(o.split("=", 1) for o in config.hydra.overrides.task if "=" in o)
         tags = {names.SWEEP_LAUNCHER: config.hydra.runtime.choices["hydra/launcher"],

@@ -3,8 +3,10 @@
 `prepare` splits the data, loads the model and makes the training set: mined
 negatives for k > 0 (plan mode takes a cached ranking if there is one, else
 stand-in negatives, rather than paying for mining), and for negatives from a
-memory bank the corpus, its first vectors and the rows with negatives as ids. Cached stages are timed and
-their keys and hits recorded on the run's result as they complete.
+memory bank the corpus, its first vectors and the rows with negatives as ids. Cached
+stages are timed, shown as they start and end, and their keys and hits recorded on the
+run's result as they complete, as are the datasets the run trains on (train, dev) with
+their digests.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Callable
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline import progress
 from pipeline.losses import negatives_mode
 from pipeline.run import models
 from pipeline.run.cache import Entry, StageCache, stage_key
@@ -54,6 +57,19 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
     return keys
 
 
+def input_digests(cfg: DictConfig, keys: dict[str, str]) -> dict[str, str]:
+    """A digest per dataset the run trains on, from the cache keys that made it: equal digests,
+    equal rows, however many (MLflow's own digest reads only the first 10,000 rows). The train
+    set is the split's train part, or with k > 0 the mined rows cut for this k. (The test set's
+    digest is its own content hash, RetrievalSet.fingerprint.)"""
+    digests = {part: stage_key(part, split.VERSION, {}, [keys["split"]]) for part in ("train", "dev")}
+    if cfg.k > 0:
+        cut = {"k": cfg.k, "sampling_strategy": cfg.miner.sampling_strategy, "on_short": cfg.miner.on_short,
+               "order": cfg.miner.order, "seed": cfg.seed}
+        digests["train"] = stage_key("train", mine.VERSION, cut, [keys["mine"]])
+    return digests
+
+
 class TimedCache:
     """Stage-cache lookups that record, on the run's result, each entry's key, hit and build time."""
 
@@ -63,9 +79,11 @@ class TimedCache:
 
     def get(self, stage: str, key: str, build: Callable[[Path], None]) -> tuple[Entry, float]:
         """(the entry, seconds this run spent getting it: a hit costs a lookup, a miss the build)."""
-        start = time.perf_counter()
-        entry = self.cache.get_or_build(stage, key, build)
-        seconds = time.perf_counter() - start
+        with progress.stage(stage) as shown:
+            start = time.perf_counter()
+            entry = self.cache.get_or_build(stage, key, build)
+            seconds = time.perf_counter() - start
+            shown.note = "cache hit" if entry.hit else "cache miss: built"
         self.result.add({f"time/{stage}_build_s": entry.build_s}, cache_tags(stage, entry.key, entry.hit))
         return entry, seconds
 
@@ -156,17 +174,21 @@ def prepare(cfg: DictConfig, hardware, result: RunResult, mine_negatives: bool =
                                      lambda out: split.run(cfg.data, cfg.split, cfg.eval.test is None, out))
     result.add(json.loads((split_entry.path / "stats.json").read_text()) | {"time/split_s": split_s})
     splits = split.load(split_entry.path)
+    digests = input_digests(cfg, keys)
+    result.add_input("dev", splits["dev"], digests["dev"])
     if model is None:
         model = models.load_model(cfg.model, device=hardware.model_device)
     train_ds, negatives = splits["train"], "no"
     if cfg.k > 0 and (mine_negatives or cache.cache.lookup("mine", keys["mine"])):
         train_ds, stats = mine_for_k(cfg, cache, keys, splits["train"], model)
         result.add(stats)
+        result.add_input("train", train_ds, digests["train"])
         negatives = "mined"
     elif cfg.k > 0:
         train_ds, negatives = stand_in_negatives(splits["train"], cfg.k, cfg.seed), "stand-in"
     else:
         result.add({"time/mine_s": 0.0})
+        result.add_input("train", train_ds, digests["train"])
     bank = None
     if negatives_mode(cfg) == "bank":
         bank = memory_bank(cfg, cache, keys, splits["train"], train_ds, model, encode=mine_negatives)

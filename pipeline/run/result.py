@@ -20,6 +20,8 @@ class Sink(Protocol):
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
+    def log_input(self, context: str, rows, digest: str) -> None: ...
+
 
 @dataclass
 class RunResult:
@@ -50,6 +52,12 @@ class RunResult:
     def add_artifact(self, path: Path, folder: str) -> None:
         """A file the run's record keeps under `folder` (the recorder logs it when the run finishes)."""
         self.artifacts.append((path, folder))
+
+    def add_input(self, context: str, rows, digest: str) -> None:
+        """A dataset the run used ('train', 'dev', 'test': a datasets.Dataset), with a digest that
+        changes whenever its rows do; passed on, as the stage that made it ends."""
+        if self.sink:
+            self.sink.log_input(context, rows, digest)
 
     def add_step(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record figures measured at one training step (loss, dev metrics), and pass them on."""

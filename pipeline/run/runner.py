@@ -1,8 +1,9 @@
 """Run the stages once: prepare -> score the base model -> train -> evaluate; time each.
 
 The runner computes and returns a RunResult; every figure goes onto it the moment
-it is measured, and the result passes it on to its sink (the recorder in
-tracking/, the only code that speaks to MLflow).
+it is measured (training loss and dev metrics at the step the trainer logs
+them), and the result passes it on to its sink (the recorder in tracking/, the
+only code that speaks to MLflow).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline import distributed
+from pipeline import distributed, progress
 from pipeline.run import cost, models
 from pipeline.run.prepare import Prepared, prepare
 from pipeline.run.result import RunResult, Sink
@@ -57,20 +58,6 @@ def train_metrics(train_log: dict, batch_size: int, k: int, world_size: int = 1)
     }
 
 
-def step_history(train_log: dict) -> list[tuple[int, dict[str, float]]]:
-    """(step, {train/loss, dev/*}) for each entry of the trainer's log history that has any."""
-    out = []
-    for entry in train_log["log_history"]:
-        figures = {"train/loss": entry["loss"]} if "loss" in entry else {}
-        figures |= {key.replace("eval_dev_cosine_", "dev/").replace("@", "_at_"): value
-                    for key, value in entry.items() if key.startswith("eval_dev_cosine_")}
-        if "eval_loss" in entry:
-            figures["dev/loss"] = entry["eval_loss"]
-        if figures:
-            out.append((entry.get("step", 0), figures))
-    return out
-
-
 def eval_cost_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
     """Warnings worth a tag: the train stage's own, and dev evaluation costing more than training."""
     warnings = dict(train_log["warnings"])
@@ -87,10 +74,12 @@ def eval_cost_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
 def _base_scores(cfg: DictConfig, prepared: Prepared, test_set, result: RunResult) -> dict:
     """The base model's test metrics, scored before training changes it; cached per (test set, model)."""
     entry, seconds = prepared.cache.get("base_eval", prepared.keys["base_eval"], lambda out: evaluate.run(
-        prepared.model, test_set, cfg.eval.batch_size, out, cfg.eval.query_prompt, cfg.eval.corpus_prompt))
-    result.add({"time/base_eval_s": seconds})
+        prepared.model, test_set, cfg.eval.batch_size, out, cfg.eval.query_prompt, cfg.eval.corpus_prompt,
+        "base eval"))
+    base = json.loads((entry.path / "metrics.json").read_text())
+    result.add({"time/base_eval_s": seconds} | {f"base/{name}": base[name] for name in METRICS})
     result.add_artifact(entry.path / evaluate.PER_QUERY, "base")
-    return json.loads((entry.path / "metrics.json").read_text())
+    return base
 
 
 def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> None:
@@ -98,29 +87,29 @@ def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> 
     result.add(dev.sizes)
     cost.reset_peak_memory(hardware.device)
     start = time.perf_counter()
-    train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir, prepared.bank)
+    with progress.stage("train"):
+        train_log = train.run(cfg, prepared.model, prepared.train_ds, hardware, dev, result.run_dir,
+                              prepared.bank, result.add_step)
     result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device)
                | train_log["step"])
     figures = train_metrics(train_log, cfg.train.batch_size, cfg.k, distributed.world_size())
     result.add(figures, {warning(name): text
                          for name, text in eval_cost_warnings(figures, train_log).items()})
-    for step, values in step_history(train_log):
-        result.add_step(step, values)
 
 
 def _test(cfg: DictConfig, prepared: Prepared, test_set, base: dict, result: RunResult) -> None:
     start = time.perf_counter()
     test_dir = result.run_dir / "test"
     test_dir.mkdir(exist_ok=True)
-    tuned = evaluate.run(prepared.model, test_set, cfg.eval.batch_size, test_dir,
-                         cfg.eval.query_prompt, cfg.eval.corpus_prompt)
+    with progress.stage("test"):
+        tuned = evaluate.run(prepared.model, test_set, cfg.eval.batch_size, test_dir,
+                             cfg.eval.query_prompt, cfg.eval.corpus_prompt)
     result.add_artifact(test_dir / evaluate.PER_QUERY, "test")
     test_s = time.perf_counter() - start
     figures = {"time/test_s": test_s, "time/eval_s": test_s + result.metrics["time/base_eval_s"],
                "test/corpus_size": tuned["corpus_size"], "test/queries": tuned["queries"]}
     for name in METRICS:
-        figures |= {f"test/{name}": tuned[name], f"base/{name}": base[name],
-                    f"gain/{name}": tuned[name] - base[name]}
+        figures |= {f"test/{name}": tuned[name], f"gain/{name}": tuned[name] - base[name]}
     result.add(figures, {MODEL_DIR: str(result.model_dir)})
 
 
@@ -160,6 +149,7 @@ def run(cfg: DictConfig, hardware, sink: Sink | None = None) -> RunResult:
     with distributed.leading():
         prepared = prepare(cfg, hardware, result)
         test_set = evaluate.build_test_set(cfg.eval, prepared.splits, cfg.split.seed)
+        result.add_input("test", test_set.as_rows(), test_set.fingerprint())
         result.add(test_sets.leaks(test_set, prepared.splits["train"], prepared.splits["dev"]))
         base = _base_scores(cfg, prepared, test_set, result)
     result.add(cost.predict(cfg, prepared.model, prepared.train_ds, prepared.bank))

@@ -15,6 +15,7 @@ import sysconfig
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.progress import Progress
 
 # Tests, demos and vendored code: not API documentation a user searches.
 _SKIP_PARTS = {"test", "tests", "idle_test", "idlelib", "lib2to3", "turtledemo",
@@ -80,18 +81,18 @@ def harvest(packages: list[str], min_summary_words: int, min_body_chars: int,
     Queries shared by several APIs ("Return self==value.") are ambiguous as
     search queries, so every summary that occurs more than once is dropped.
     """
+    files = [(prefix, root, path) for prefix, root in source_roots(packages)
+             for path in sorted(root.rglob("*.py"))
+             if not any(part in _SKIP_PARTS or part.startswith("test_") for part in path.relative_to(root).parts)]
     pairs = []
-    for prefix, root in source_roots(packages):
-        for path in sorted(root.rglob("*.py")):
-            rel = path.relative_to(root).parts
-            if any(part in _SKIP_PARTS or part.startswith("test_") for part in rel):
-                continue
+    with Progress(len(files), "harvest docstrings", "file") as progress:
+        for prefix, root, path in files:
+            progress.update()
             try:
                 tree = ast.parse(path.read_text(encoding="utf-8"))
             except (SyntaxError, UnicodeDecodeError, ValueError):
                 continue
-            module = _module_name(prefix, root, path)
-            for qualname, doc in _documented(tree, module):
+            for qualname, doc in _documented(tree, _module_name(prefix, root, path)):
                 summary, body = _split_docstring(doc)
                 if len(summary.split()) < min_summary_words or len(body) < min_body_chars:
                     continue

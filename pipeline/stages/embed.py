@@ -26,8 +26,10 @@ def texts(train_ds) -> tuple[list[str], list[str]]:
 def run(model, train_ds, batch_size: int, out_dir: Path) -> None:
     """Write queries.npy and corpus.npy: normalized embeddings, the way mine_hard_negatives encodes."""
     queries, corpus = texts(train_ds)
-    np.save(out_dir / "corpus.npy", encoding.encode(model, corpus, batch_size, query=False, normalize=True))
-    np.save(out_dir / "queries.npy", encoding.encode(model, queries, batch_size, query=True, normalize=True))
+    np.save(out_dir / "corpus.npy", encoding.encode(model, corpus, batch_size, query=False, normalize=True,
+                                                    desc="embed corpus"))
+    np.save(out_dir / "queries.npy", encoding.encode(model, queries, batch_size, query=True, normalize=True,
+                                                     desc="embed queries"))
 
 
 def load(entry_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
 """Texts to embeddings: the one place every stage encodes through.
 
-Batches are formed here (longest texts first), not inside sentence-transformers,
-so that several processes can each encode whole batches of one list and gather a
-result identical to one process's (pipeline.distributed).
+Batches are formed here (longest texts first, as sentence-transformers orders them),
+not inside sentence-transformers, for two reasons: several processes can each encode
+whole batches of one list and gather a result identical to one process's
+(pipeline.distributed), and progress can be shown batch by batch (sentence-transformers'
+own bar can only redraw itself on stderr, which floods a log file).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from functools import partial
 import numpy as np
 
 from pipeline import distributed
+from pipeline.progress import Progress
+
+# Batches of pairs a cross-encoder scores between progress updates (mining's rescoring).
+CHUNK_BATCHES = 4
 
 
 def encode_batch(model, texts: list[str], batch_size: int, query: bool, normalize: bool,
@@ -23,11 +29,20 @@ def encode_batch(model, texts: list[str], batch_size: int, query: bool, normaliz
 
 
 def encode(model, texts: list[str], batch_size: int, query: bool, normalize: bool = False,
-           prompt: str | None = None) -> np.ndarray:
+           prompt: str | None = None, desc: str = "encode") -> np.ndarray:
     """(len(texts), dim) embeddings, row i for texts[i]; `prompt` prepended to each (None: the
-    model's own default prompt for queries or documents, if it has one)."""
-    return distributed.encode(partial(encode_batch, model), texts, batch_size, query=query,
-                              normalize=normalize, prompt=prompt)
+    model's own default prompt for queries or documents, if it has one). Progress, named `desc`,
+    counts this process's batches (in a shared encoding, its share of the texts)."""
+    parts = distributed.batches(texts, batch_size)
+    first, step = (distributed.rank(), distributed.world_size()) if distributed.is_leading() else (0, 1)
+    share = sum(len(parts[b]) for b in range(first, len(parts), step))
+    with Progress(share, desc if step == 1 else f"{desc} (this process's 1/{step})", "text") as progress:
+        def counted(batch: list[str], size: int, **options) -> np.ndarray:
+            vectors = encode_batch(model, batch, size, **options)
+            progress.update(len(batch))
+            return vectors
+
+        return distributed.encode(counted, texts, batch_size, query=query, normalize=normalize, prompt=prompt)
 
 
 def serve(model) -> None:

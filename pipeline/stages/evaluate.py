@@ -31,6 +31,23 @@ def distractors(train_ds, n: int, seed: int) -> list[str]:
     return positives[:n]
 
 
+def _evaluator_with_progress():
+    """InformationRetrievalEvaluator encoding through encoding.encode, so evaluations show progress
+    (we set no prompt names and no truncation, so only the prompt text is passed on)."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    class WithProgress(InformationRetrievalEvaluator):
+        def embed_inputs(self, model, sentences, encode_fn_name=None, prompt_name=None, prompt=None, **kwargs):
+            import torch
+
+            what = {"query": "queries", "document": "corpus"}.get(encode_fn_name, "texts")
+            vectors = encoding.encode(model, list(sentences), self.batch_size, query=encode_fn_name == "query",
+                                      prompt=prompt, desc=f"{self.name} eval: {what}")
+            return torch.from_numpy(vectors)
+
+    return WithProgress
+
+
 def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
                  query_prompt: str | None = None, corpus_prompt: str | None = None,
                  max_corpus: int | None = None):
@@ -39,8 +56,6 @@ def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
     With max_corpus the corpus keeps its first max_corpus documents (the split's positives come
     first) and queries whose positive was cut are dropped, so evaluation cost is bounded.
     """
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
     corpus = {}
     for text in list(ds["positive"]) + extra_corpus:
         corpus.setdefault(text, f"d{len(corpus)}")
@@ -49,7 +64,7 @@ def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
     pairs = [(anchor, pos) for anchor, pos in zip(ds["anchor"], ds["positive"]) if pos in corpus]
     queries = {f"q{i}": anchor for i, (anchor, _) in enumerate(pairs)}
     relevant = {f"q{i}": {corpus[pos]} for i, (_, pos) in enumerate(pairs)}
-    return InformationRetrievalEvaluator(
+    return _evaluator_with_progress()(
         queries=queries,
         corpus={cid: text for text, cid in corpus.items()},
         relevant_docs=relevant,
@@ -97,17 +112,19 @@ def build_test_set(eval_cfg, splits, seed: int) -> RetrievalSet:
 
 
 def score(model, test: RetrievalSet, batch_size: int = 32, query_prompt: str | None = None,
-          corpus_prompt: str | None = None) -> PerQueryScores:
-    """Each test query's metrics for `model`."""
-    queries = encoding.encode(model, list(test.queries.values()), batch_size, query=True, prompt=query_prompt)
-    corpus = encoding.encode(model, list(test.corpus.values()), batch_size, query=False, prompt=corpus_prompt)
+          corpus_prompt: str | None = None, desc: str = "test") -> PerQueryScores:
+    """Each test query's metrics for `model`; progress is named after `desc`."""
+    queries = encoding.encode(model, list(test.queries.values()), batch_size, query=True, prompt=query_prompt,
+                              desc=f"{desc}: queries")
+    corpus = encoding.encode(model, list(test.corpus.values()), batch_size, query=False, prompt=corpus_prompt,
+                             desc=f"{desc}: corpus")
     return retrieval_scores(queries, corpus, list(test.queries), list(test.corpus), test.relevant)
 
 
 def run(model, test: RetrievalSet, batch_size: int, out_dir: Path, query_prompt: str | None = None,
-        corpus_prompt: str | None = None) -> dict[str, float]:
+        corpus_prompt: str | None = None, desc: str = "test") -> dict[str, float]:
     """Score `model` on `test`; write metrics.json (means, sizes) and per_query.json, return the means."""
-    scores = score(model, test, batch_size, query_prompt, corpus_prompt)
+    scores = score(model, test, batch_size, query_prompt, corpus_prompt, desc)
     metrics = scores.means() | {"corpus_size": len(test.corpus), "queries": len(test.queries)}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     per_query = {"test_set": test.fingerprint(), "queries": scores.table()}

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from pipeline.stages import embed
 from pipeline.errors import PipelineError
+from pipeline.progress import in_chunks
+from pipeline.stages import embed
+from pipeline.stages.encoding import CHUNK_BATCHES
 
 VERSION = "2"
 # Miner settings the ranking depends on; k, sampling_strategy, on_short and order only change the cut.
@@ -93,9 +95,15 @@ def _rescore(path: str, device, queries: list[str], corpus: list[str], scores: t
     query_of = found.nonzero()[:, 0].tolist()
     pairs = [(queries[q], corpus[c]) for q, c in zip(query_of, ids[found].tolist())]
     options = {"batch_size": batch_size, "convert_to_tensor": True, "show_progress_bar": False}
-    scores[found] = cross_encoder.predict(pairs, **options).float().cpu()
-    positive_pairs = [(queries[q], corpus[p]) for q, p in zip(row_query, row_positive)]
-    return cross_encoder.predict(positive_pairs, **options).float().cpu()
+
+    def predict(some: list, desc: str) -> torch.Tensor:
+        if not some:
+            return torch.empty(0)
+        return torch.cat(in_chunks(lambda chunk: cross_encoder.predict(list(chunk), **options).float().cpu(),
+                                   some, CHUNK_BATCHES * batch_size, desc, "pair"))
+
+    scores[found] = predict(pairs, "rescore candidates")
+    return predict([(queries[q], corpus[p]) for q, p in zip(row_query, row_positive)], "rescore positives")
 
 
 def _remove(scores: torch.Tensor, drop: torch.Tensor) -> int:

