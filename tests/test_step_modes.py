@@ -120,12 +120,12 @@ def minilm():
 
 @pytest.mark.parametrize("loss,expected", [
     # (with grad, without grad, real tokens, padded tokens) per step
-    ([], (6, 0, 21, 2 * 4 + 4 * 5)),  # the plain recipe: anchors padded to 4, candidates to 5
-    (["loss.dedupe=true"], (3, 0, 3 + 4 + 5, 2 * 4 + 5)),  # "hello" once; anchors' group, candidates'
+    (["loss.length_aware=false"], (6, 0, 21, 2 * 4 + 4 * 5)),  # the plain recipe: anchors padded to 4, candidates to 5
+    (["loss.length_aware=false", "loss.dedupe=true"], (3, 0, 3 + 4 + 5, 2 * 4 + 5)),  # "hello" once; anchors' group, candidates'
     (["loss.length_aware=true", "loss.chunk_budget=32"], (6, 0, 21, 6 * 5)),  # one chunk, padded to 5
-    (["loss.negatives=frozen"], (4, 2, 21, 2 * 4 + 2 * 5 + 2 * 3)),  # negatives: their own forward
-    (["loss.negatives=frozen", "loss.dedupe=true"], (3, 0, 12, 2 * 4 + 5)),  # negative "hello" is live
-    (["loss.negatives=bank"], (4, 0, 15, 2 * 4 + 2 * 5)),  # anchors and positives only
+    (["loss.length_aware=false", "loss.negatives=frozen"], (4, 2, 21, 2 * 4 + 2 * 5 + 2 * 3)),  # negatives: their own forward
+    (["loss.length_aware=false", "loss.negatives=frozen", "loss.dedupe=true"], (3, 0, 12, 2 * 4 + 5)),  # negative "hello" is live
+    (["loss.length_aware=false", "loss.negatives=bank"], (4, 0, 15, 2 * 4 + 2 * 5)),  # anchors and positives only
 ])
 def test_cost_model_predicts_what_each_mode_embeds_and_the_loss_measures(minilm, loss, expected):
     cfg = compose(["model=minilm", "model.max_seq_length=32", "k=1", "train.batch_size=2",
