@@ -239,15 +239,19 @@ def _assemble(n: int, parts: list[np.ndarray], shares: list[dict[int, np.ndarray
     return out
 
 
+def own_batches(count: int, shared: bool) -> range:
+    """Which of `count` batches this process encodes: every world_size-th from its rank when the
+    encoding is shared, else all of them."""
+    return range(rank(), count, world_size()) if shared else range(count)
+
+
 def _share(encode_batch, texts: Sequence[str], batch_size: int, options: dict,
            shared: bool = True) -> np.ndarray | None:
-    """Encode this process's batches (every world_size-th; all of them unless shared);
-    process 0 gets every batch, in text order."""
+    """Encode this process's batches (own_batches); process 0 gets every batch, in text order."""
     parts = batches(texts, batch_size)
-    first, step = (rank(), world_size()) if shared else (0, 1)
     mine = {b: encode_batch([texts[i] for i in parts[b]], batch_size, **options)
-            for b in range(first, len(parts), step)}
-    if step == 1:
+            for b in own_batches(len(parts), shared)}
+    if not shared or world_size() == 1:
         return _assemble(len(texts), parts, [mine])
     shares = [None] * world_size() if is_main() else None
     _dist().gather_object(mine, shares, dst=0)

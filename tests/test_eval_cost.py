@@ -21,7 +21,7 @@ def _train_log(evals, runtime=10.0):
 def test_eval_fraction_divides_all_dev_eval_time_by_the_training_loop_without_it():
     evals = [{"step": 5, "seconds": 1.0, "in_train": True}, {"step": 10, "seconds": 1.5, "in_train": True},
              {"step": 10, "seconds": 0.5, "in_train": False}]
-    metrics = train_metrics(_train_log(evals), batch_size=16, k=0)
+    metrics = train_metrics(_train_log(evals), texts_per_step=16 * 2)
     assert metrics["eval/count"] == 3
     assert metrics["time/eval_in_train_s"] == 3.0
     assert metrics["time/eval_fraction"] == 3.0 / (10.0 - 2.5)

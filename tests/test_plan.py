@@ -1,10 +1,6 @@
 """Plan mode prices a run (stages, cost, calibrated estimate) without training or an MLflow run."""
 
 import re
-import subprocess
-import sys
-
-from helpers import FAST, ROOT
 
 
 def _plan_lines(stdout: str) -> list[str]:

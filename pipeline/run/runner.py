@@ -26,14 +26,20 @@ from pipeline.tracking.names import MODEL_DIR, warning
 log = logging.getLogger(__name__)
 
 
-def train_metrics(train_log: dict, batch_size: int, k: int, world_size: int = 1) -> dict[str, float]:
+def step_texts(train_log: dict, batch_size: int, k: int) -> float:
+    """Texts this process fed the model per step: those the loss measured (with and without
+    gradients); a loss that embeds its own texts measures none, and B * (2 + k) stands in."""
+    step = train_log["step"]
+    return (step["step/texts_with_grad"] + step["step/texts_without_grad"] if step
+            else cost.texts_per_step(batch_size, k))
+
+
+def train_metrics(train_log: dict, texts_per_step: float) -> dict[str, float]:
     """Throughput from the trainer's log history; dev-evaluation cost from the timed evaluations.
 
     Pure training time is the training loop minus the evaluations inside it (bank refreshes
     stay in); the eval fraction divides all dev evaluation time (a final one after the loop
-    included) by it. Texts per step are those the loss measured (with and without gradients);
-    a loss that embeds its own texts measures none, and B * (2 + k) stands in. Texts per second
-    count every process's batch (the loss measures this process's).
+    included) by it. `texts_per_step` counts every process's texts (step_texts, summed).
     """
     history = train_log["log_history"]
     summary = next(entry for entry in reversed(history) if "train_runtime" in entry)
@@ -41,14 +47,11 @@ def train_metrics(train_log: dict, batch_size: int, k: int, world_size: int = 1)
     eval_s = sum(entry["seconds"] for entry in evals)
     steps = train_log["global_step"]
     pure_s = max(summary["train_runtime"] - sum(e["seconds"] for e in evals if e["in_train"]), 1e-9)
-    step = train_log["step"]
-    texts = (step["step/texts_with_grad"] + step["step/texts_without_grad"] if step
-             else cost.texts_per_step(batch_size, k))
     return {
         "train/steps": steps,
         "train/runtime_s": summary["train_runtime"],
         "train/samples_per_s": summary["train_samples_per_second"],
-        "train/texts_per_s": steps * texts * world_size / pure_s,
+        "train/texts_per_s": steps * texts_per_step / pure_s,
         "train/s_per_step": pure_s / max(steps, 1),
         "train/final_loss": summary["train_loss"],
         "eval/count": len(evals),
@@ -92,7 +95,8 @@ def _train(cfg: DictConfig, hardware, prepared: Prepared, result: RunResult) -> 
                               prepared.bank, result.add_step)
     result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device)
                | train_log["step"])
-    figures = train_metrics(train_log, cfg.train.batch_size, cfg.k, distributed.world_size())
+    texts = sum(distributed.all_gather(step_texts(train_log, cfg.train.batch_size, cfg.k)))  # every process's
+    figures = train_metrics(train_log, texts)
     result.add(figures, {warning(name): text
                          for name, text in eval_cost_warnings(figures, train_log).items()})
 

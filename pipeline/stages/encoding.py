@@ -16,9 +16,6 @@ import numpy as np
 from pipeline import distributed
 from pipeline.progress import Progress
 
-# Batches of pairs a cross-encoder scores between progress updates (mining's rescoring).
-CHUNK_BATCHES = 4
-
 
 def encode_batch(model, texts: list[str], batch_size: int, query: bool, normalize: bool,
                  prompt: str | None) -> np.ndarray:
@@ -33,10 +30,10 @@ def encode(model, texts: list[str], batch_size: int, query: bool, normalize: boo
     """(len(texts), dim) embeddings, row i for texts[i]; `prompt` prepended to each (None: the
     model's own default prompt for queries or documents, if it has one). Progress, named `desc`,
     counts this process's batches (in a shared encoding, its share of the texts)."""
-    parts = distributed.batches(texts, batch_size)
-    first, step = (distributed.rank(), distributed.world_size()) if distributed.is_leading() else (0, 1)
-    share = sum(len(parts[b]) for b in range(first, len(parts), step))
-    with Progress(share, desc if step == 1 else f"{desc} (this process's 1/{step})", "text") as progress:
+    parts, shared = distributed.batches(texts, batch_size), distributed.is_leading()
+    share = sum(len(parts[b]) for b in distributed.own_batches(len(parts), shared))
+    shown = f"{desc} (this process's 1/{distributed.world_size()})" if shared else desc
+    with Progress(share, shown, "text") as progress:
         def counted(batch: list[str], size: int, **options) -> np.ndarray:
             vectors = encode_batch(model, batch, size, **options)
             progress.update(len(batch))

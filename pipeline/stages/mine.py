@@ -27,7 +27,6 @@ from omegaconf import DictConfig
 from pipeline.errors import PipelineError
 from pipeline.progress import in_chunks
 from pipeline.stages import embed
-from pipeline.stages.encoding import CHUNK_BATCHES
 
 VERSION = "2"
 # Miner settings the ranking depends on; k, sampling_strategy, on_short and order only change the cut.
@@ -35,6 +34,8 @@ RANKING_KEYS = ("range_min", "range_max", "max_score", "min_score", "absolute_ma
                 "relative_margin", "use_faiss", "cross_encoder")
 # Queries scored against the whole corpus at once (mine_hard_negatives' faiss_batch_size).
 _QUERY_CHUNK = 16384
+# Batches of pairs the cross-encoder scores between progress updates.
+_RESCORE_BATCHES = 4
 
 
 def ranking_config(miner_cfg: DictConfig) -> dict:
@@ -100,7 +101,7 @@ def _rescore(path: str, device, queries: list[str], corpus: list[str], scores: t
         if not some:
             return torch.empty(0)
         return torch.cat(in_chunks(lambda chunk: cross_encoder.predict(list(chunk), **options).float().cpu(),
-                                   some, CHUNK_BATCHES * batch_size, desc, "pair"))
+                                   some, _RESCORE_BATCHES * batch_size, desc, "pair"))
 
     scores[found] = predict(pairs, "rescore candidates")
     return predict([(queries[q], corpus[p]) for q, p in zip(row_query, row_positive)], "rescore positives")

@@ -21,7 +21,7 @@ _DEV_PREFIX = "eval_dev_cosine_"
 _TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")
 
 
-def step_figures(logs: dict) -> dict[str, float]:
+def logged_figures(logs: dict) -> dict[str, float]:
     """train/loss, train/grad_norm, train/learning_rate and dev/* from one trainer log entry
     ('@' becomes '_at_': MLflow refuses it in names)."""
     figures = {f"train/{key}": float(logs[key]) for key in _TRAIN_KEYS if key in logs}
@@ -53,7 +53,7 @@ class TrainReport(TrainerCallback):
         self.progress.update()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        figures = step_figures(logs or {})
+        figures = logged_figures(logs or {})
         if not figures:
             return
         if self.on_figures is not None:
