@@ -98,3 +98,40 @@ def test_a_model_the_flavor_cannot_log_is_kept_as_files(tmp_path):
     assert tags["model/load"] == f"SentenceTransformer({download})"
     listed = mlflow.MlflowClient().list_artifacts(run_id, "model")
     assert [a.path for a in listed] == ["model/weights.bin"]
+
+
+def test_parallel_jobs_logging_the_same_dataset_at_once_all_keep_it(tmp_path):
+    """Joblib sweep jobs on one data set log the same dataset input at the same moment; MLflow's
+    lookup-then-insert races, and each job must still end up with the input (data_inputs retries)."""
+    import threading
+
+    import datasets
+    from omegaconf import OmegaConf
+
+    from pipeline.tracking.data_inputs import log_input
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("race")
+    rows = datasets.Dataset.from_dict({"anchor": ["a", "b"], "positive": ["c", "d"]})
+    data_cfg = OmegaConf.create({"source": "docstrings", "packages": []})
+    start, errors, run_ids = threading.Barrier(6), [], []
+
+    def job():
+        try:
+            with mlflow.start_run(experiment_id=experiment) as run:
+                run_ids.append(run.info.run_id)
+                start.wait()
+                log_input(data_cfg, "dev", rows, "same-digest")
+        except Exception as exc:  # reported below, with the job's traceback gone but its message kept
+            errors.append(repr(exc)[:300])
+
+    threads = [threading.Thread(target=job) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        (dataset_input,) = client.get_run(run_id).inputs.dataset_inputs
+        assert dataset_input.dataset.digest == "same-digest"

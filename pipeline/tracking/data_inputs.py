@@ -7,6 +7,7 @@ would hash only the first 10,000 rows.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -54,4 +55,29 @@ def log_input(data_cfg: DictConfig, context: str, rows, digest: str, fixed_test:
     else:
         name, origin = data_name(data_cfg), source(data_cfg)
     dataset = mlflow.data.from_huggingface(rows, name=f"{name}/{context}", digest=digest, source=origin)
-    mlflow.log_input(dataset, context=context)
+    for attempt in range(_ATTEMPTS):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except mlflow.exceptions.MlflowException as exc:
+            if attempt == _ATTEMPTS - 1 or not _same_dataset_logged_meanwhile(exc):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+# Parallel sweep jobs on the same data log the same dataset (experiment, name, digest) at once:
+# MLflow looks it up, finds nothing, and both insert it; the second insert fails on the unique
+# key and is rolled back. Tried again, the lookup finds the first job's row and links to it.
+_ATTEMPTS = 3
+
+
+def _same_dataset_logged_meanwhile(exc: BaseException) -> bool:
+    """Whether a failed log_input was that unique-key clash (an IntegrityError behind MLflow's)."""
+    from sqlalchemy.exc import IntegrityError
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, IntegrityError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
