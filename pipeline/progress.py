@@ -17,6 +17,7 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from pipeline.errors import refused
+from pipeline.run import signals
 
 log = logging.getLogger("pipeline.progress")
 MODES = ("bar", "lines", "off")
@@ -93,6 +94,7 @@ class Progress:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in self.figures.items()}, refresh=False)
 
     def update(self, n: int = 1) -> None:
+        signals.raise_if_interrupted()  # a SIGTERM dropped inside a callback still stops the work
         self.done += n
         if self.bar is not None:
             self.bar.update(n)

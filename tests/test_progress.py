@@ -83,3 +83,43 @@ def test_the_way_to_open_a_run_never_shows_a_password():
         "mlflow ui --backend-store-uri sqlite:////elsewhere/mlflow.db")
     server = how_to_open("http://me:hunter2@host:5000/", "3", "abc")
     assert server == "http://me:***@host:5000/#/experiments/3/runs/abc"
+
+
+_SIGTERM_IN_A_CALLBACK = """
+import os, signal, weakref
+from pipeline import progress
+from pipeline.run import signals
+
+signals.raise_keyboard_interrupt_on_sigterm()
+
+class Thing:
+    pass
+
+def callback(_):
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(200_000):  # the handler runs here, inside the weakref callback
+        pass
+
+thing = Thing()
+ref = weakref.ref(thing, callback)
+del thing  # Python drops an exception raised in a weakref callback
+print("survived the callback", flush=True)
+try:
+    with progress.Progress(3, "work") as work:
+        work.update()
+    print("went on", flush=True)
+except KeyboardInterrupt as exc:
+    print("stopped:", exc, flush=True)
+"""
+
+
+def test_a_sigterm_dropped_inside_a_weakref_callback_stops_the_next_progress_update():
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    result = subprocess.run([sys.executable, "-c", _SIGTERM_IN_A_CALLBACK], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.splitlines() == ["survived the callback", "stopped: signal 15"], result.stderr
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
