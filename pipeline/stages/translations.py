@@ -4,7 +4,7 @@ A multilingual static model is trained on parallel text, one source per language
 so that in-batch negatives stay within one language. Parallel text available
 offline on every machine that runs the project: the gettext catalogs (`.mo`)
 shipped inside pinned PyPI packages. The defaults are Trac's (real UI and
-configuration sentences, median ~25 characters) and Django's (~800 short UI
+configuration sentences, median ~25 characters) and Django's (~700-780 short UI
 strings in ~100 languages); both are in requirements.lock, so every machine has
 the same files. Debian's /usr/share/locale is not used: what is installed there
 differs between machines.
