@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock | sha1sum | cut -c1-12
 export HF_HUB_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install run test ui clean-cache
+.PHONY: install run test check ui clean-cache
 
 install: $(STAMP)
 
@@ -35,3 +35,12 @@ clean-cache:
 sweep: install
 	$(PY) -m pipeline -m +experiment=sweep_k_quick
 	$(PY) -m pipeline.report
+
+# The fast tier, in a minute or two: lint, a type check of pipeline/, the packages' layers and the
+# in-process tests (`make test` runs every test, the command-line and multi-process ones too).
+.PHONY: check
+check: install
+	$(PY) -m ruff check pipeline tests scripts hydra_plugins
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q -n 2 -m "not slow"

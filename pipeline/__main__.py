@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-import pipeline.hydra_ext.resolvers  # noqa: F401  registers ${cwd:} and ${run_suffix:}, which conf/ uses
+import pipeline.config  # noqa: F401  registers the schema (and its resolvers) that conf/ extends
 from pipeline import app
 from pipeline.hydra_ext import errors
 

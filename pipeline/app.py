@@ -1,6 +1,6 @@
 """What one Hydra job does: check the config, then plan, skip (resume) or run.
 
-Hydra's globals are read here and nowhere below: the runner gets the config and
+Hydra's globals are read here and nowhere below: the driver gets the config and
 the resolved hardware, the recorder the tags. Every way a job can end is one
 paragraph on the terminal: bad input and a full disk exit 2, Ctrl-C and SIGTERM
 exit 130 with the run ended KILLED.
@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from pipeline import distributed, redact, terminal
-from pipeline.config.preflight import preflight
+from pipeline import names, parallel, progress, redact, terminal
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError, reported
-from pipeline.tracking import names
+from pipeline.preflight import preflight
+from pipeline.stages.stage import resolved
+from pipeline.tracking import quiet_mlflow
 
 log = logging.getLogger("pipeline")
 EXIT_INTERRUPTED = 130
@@ -33,14 +35,14 @@ def _hydra_tags() -> dict[str, str]:
     hc = HydraConfig.get()
     overrides = " ".join(redact.text(override) for override in hc.overrides.task)
     tags = {names.HYDRA_OVERRIDES: overrides or "(none)", names.HYDRA_OUTPUT_DIR: hc.runtime.output_dir}
-    if hc.mode.name == "MULTIRUN":
+    if _sweep_dir() is not None:
         tags |= {names.SWEEP_DIR: hc.sweep.dir, names.SWEEP_JOB: str(hc.job.num)}
     return tags
 
 
 def _sweep_dir() -> Path | None:
     hc = HydraConfig.get()
-    return Path(hc.sweep.dir) if hc.mode.name == "MULTIRUN" else None
+    return Path(hc.sweep.dir) if hc.mode is not None and hc.mode.name == "MULTIRUN" else None
 
 
 def _scrub_hydra_copies() -> None:
@@ -49,13 +51,14 @@ def _scrub_hydra_copies() -> None:
     hc = HydraConfig.get()
     if hc.output_subdir is not None:
         redact.scrub_yaml_files(Path(hc.runtime.output_dir, hc.output_subdir))
-    if _sweep_dir() is not None and _sweep_dir().is_dir():
-        redact.scrub_yaml_files(_sweep_dir())
+    sweep_dir = _sweep_dir()
+    if sweep_dir is not None and sweep_dir.is_dir():
+        redact.scrub_yaml_files(sweep_dir)
 
 
 def _disk_full(exc: BaseException) -> bool:
     """Whether `exc`, or what caused it, is the disk (or a file-size limit) refusing a write."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
             return True
@@ -66,13 +69,14 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | None:
-    from pipeline.run import runner
-    from pipeline.run.provenance import environment_tags
-    from pipeline.run.summary import summary
+    from pipeline import driver
+    from pipeline.result import RunResult
+    from pipeline.summary import summary
+    from pipeline.tracking.provenance import environment_tags
     from pipeline.tracking.recorder import recording
 
-    if not distributed.is_main():  # trains with process 0 and shares its encoding; records nothing
-        runner.run(cfg, hardware)
+    if not parallel.is_main():  # runs the same stages as process 0; records nothing
+        driver.run(cfg, hardware, RunResult(Path(cfg.paths.run_dir)))
         return None
     log_file = terminal.log_file()
     # A sweep's jobs keep their model in their run dir only, unless asked: ~90 MB per MiniLM copy.
@@ -80,7 +84,8 @@ def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | None:
     with recording(cfg, tags | environment_tags() | {names.PRESET: cfg.preset}, log_file) as recorder:
         log.info("run %s started in experiment %s; full log: %s", recorder.run_id, cfg.mlflow.experiment_name,
                  log_file)
-        result = runner.run(cfg, hardware, recorder)
+        result = RunResult(Path(cfg.paths.run_dir), recorder)
+        driver.run(cfg, hardware, result)
         recorder.finish(result, log_model)
         log.info(summary(result, recorder.run_id, recorder.experiment_id, cfg.mlflow, log_file))
     return result.metrics[names.OBJECTIVE]
@@ -92,44 +97,55 @@ def _finished_twin(cfg: DictConfig, tags: dict[str, str]) -> tuple[str, float | 
     from pipeline.tracking import sweeps
 
     twin = None
-    if distributed.is_main() and cfg.resume and _sweep_dir() is not None:
+    if parallel.is_main() and cfg.resume and _sweep_dir() is not None:
         found = sweeps.finished_twin(cfg.mlflow, tags, HydraConfig.get().job.num)
         twin = (found.info.run_id, found.data.metrics.get(names.OBJECTIVE)) if found else None
-    return distributed.broadcast(twin)
+    return parallel.broadcast(twin)
 
 
 def _threads() -> int | None:
     """This process's share of the cores: a launcher's parallel jobs or processes split them."""
     from pipeline.hydra_ext import launch
 
-    local = distributed.launched_local_world_size()
+    local = parallel.launched_local_world_size()
     if local > 1:
         return max(1, launch.cpu_count() // local)
     return launch.job_threads(HydraConfig.get().launcher)
 
 
-def _job(cfg: DictConfig) -> float | None:
-    distributed.check_launch(str(cfg.hardware.device))
-    if distributed.world_size() > 1:
-        distributed.check_agreement(OmegaConf.to_container(cfg, resolve=True))
-    hardware = validate(cfg)
-    preflight(cfg)
-    terminal.route_library_output()
-    if cfg.plan:
-        if distributed.world_size() > 1:
+def check(cfg: DictConfig):
+    """What a job checks before any data, model or store is touched: the launch, every value of the
+    config, and what the values point at; the resolved hardware."""
+    parallel.check_launch(str(cfg.hardware.device))
+    if parallel.world_size() > 1:
+        parallel.check_agreement(resolved(cfg))
+        if cfg.plan:
             raise PipelineError("plan=true prices a run from one process: run it without torchrun or "
                                 "accelerate launch (the estimate is per process and step).")
-        from pipeline.run import plan
+    hardware = validate(cfg)
+    preflight(cfg)
+    return hardware
 
-        print(plan.run(cfg, hardware), flush=True)
+
+def _job(cfg: DictConfig) -> float | None:
+    # The environment's documented overrides, read here once.
+    progress.configure(os.environ.get("HNPIPE_PROGRESS"), os.environ.get("HNPIPE_PROGRESS_EVERY"))
+    quiet_mlflow()
+    hardware = check(cfg)
+    terminal.route_library_output()
+    if cfg.plan:
+        from pipeline import driver
+        from pipeline.result import RunResult
+
+        print(driver.run(cfg, hardware, RunResult(Path(cfg.paths.run_dir)), plan=True), flush=True)
         return None
     from pipeline.hydra_ext import launch
-    from pipeline.run.provenance import code_tags, process_tags
-    from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
+    from pipeline.signals import raise_keyboard_interrupt_on_sigterm
     from pipeline.tracking import sweeps
+    from pipeline.tracking.provenance import code_tags, process_tags
 
     raise_keyboard_interrupt_on_sigterm()
-    tags = _hydra_tags() | code_tags() | process_tags() | sweeps.job_tags(cfg, _sweep_dir(), distributed.world_size())
+    tags = _hydra_tags() | code_tags() | process_tags() | sweeps.job_tags(cfg, _sweep_dir(), parallel.world_size())
     twin = _finished_twin(cfg, tags)
     if twin is not None:
         log.info("skipped: this config already FINISHED as run %s with the same code "

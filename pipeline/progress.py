@@ -2,9 +2,10 @@
 
 On an interactive terminal: a tqdm bar. Anywhere else (a log file, SLURM's output,
 a pipe, CI) tqdm would write its carriage-return redraws ten times a second, so
-there: one log line every HNPIPE_PROGRESS_EVERY seconds (default 30) and one when
-the work ends, if it took a while. HNPIPE_PROGRESS=bar|lines|off overrides the
-choice. Stages use this module; it knows nothing of MLflow or Hydra.
+there: one log line every 30 seconds and one when the work ends, if it took a while.
+The entry point may choose otherwise once (`configure`, from the documented
+HNPIPE_PROGRESS=bar|lines|off and HNPIPE_PROGRESS_EVERY overrides). Stages use this
+module; it knows nothing of MLflow or Hydra.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import sys
 import time
 from typing import Callable, Iterator, Sequence
 
+from pipeline import signals
 from pipeline.errors import refused
-from pipeline.run import signals
 
 log = logging.getLogger("pipeline.progress")
 MODES = ("bar", "lines", "off")
@@ -26,31 +27,33 @@ DEFAULT_EVERY_S = 30.0
 QUIET_S = 5.0
 
 
-def check_environment() -> None:
-    """Refuse a bad HNPIPE_PROGRESS or HNPIPE_PROGRESS_EVERY before any work starts."""
-    forced = os.environ.get("HNPIPE_PROGRESS")
-    if forced is not None and forced not in MODES:
-        raise refused("HNPIPE_PROGRESS", forced, f"one of {', '.join(MODES)}, or unset (a bar on a "
+_settings: dict = {"mode": None, "every": DEFAULT_EVERY_S}
+
+
+def configure(mode_name: str | None = None, every: str | float | None = None) -> None:
+    """How progress shows from now on: `mode_name` (bar, lines or off; None: chosen per stream) and a
+    line every `every` seconds; a bad value is refused, named as the environment variable it comes from."""
+    if mode_name is not None and mode_name not in MODES:
+        raise refused("HNPIPE_PROGRESS", mode_name, f"one of {', '.join(MODES)}, or unset (a bar on a "
                       "terminal, lines elsewhere)")
-    every = os.environ.get("HNPIPE_PROGRESS_EVERY")
     try:
-        ok = every is None or float(every) > 0
+        seconds = DEFAULT_EVERY_S if every is None else float(every)
     except ValueError:
-        ok = False
-    if not ok:
+        seconds = 0.0
+    if not seconds > 0:
         raise refused("HNPIPE_PROGRESS_EVERY", every, "a number of seconds above 0, e.g. 30")
+    _settings.update(mode=mode_name, every=seconds)
 
 
 def mode() -> str:
-    """'bar' where a person watches a terminal, else 'lines'; HNPIPE_PROGRESS decides if set.
-    Processes other than 0 of a multi-process run show none: process 0 speaks for the run."""
-    from pipeline import distributed
+    """'bar' where a person watches a terminal, else 'lines', unless `configure` chose. Processes
+    other than 0 of a multi-process run show none: process 0 speaks for the run."""
+    from pipeline import parallel
 
-    if not distributed.is_main():
+    if not parallel.is_main():
         return "off"
-    forced = os.environ.get("HNPIPE_PROGRESS")
-    if forced in MODES:
-        return forced
+    if _settings["mode"] is not None:
+        return _settings["mode"]
     return "bar" if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else "lines"
 
 
@@ -76,7 +79,7 @@ class Progress:
     def __init__(self, total: int, desc: str, unit: str = "item"):
         self.total, self.desc, self.unit = total, desc, unit
         self.mode = mode()
-        self.every = float(os.environ.get("HNPIPE_PROGRESS_EVERY", DEFAULT_EVERY_S))
+        self.every = _settings["every"]
         self.done = 0
         self.figures: dict[str, float] = {}
         self.start = self.last_line = time.monotonic()

@@ -34,13 +34,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 KS = (1, 2, 4, 8, 16, 32, 48, 64)
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
 def _reference(train, model, miner, k: int) -> int:
     """One mine_hard_negatives call with the pipeline's miner settings; rows it kept."""
     from sentence_transformers.util import mine_hard_negatives
@@ -63,18 +56,17 @@ def main() -> None:
 
     from pipeline.config.rules import validate
     from pipeline.errors import PipelineError
-    from pipeline.run import models
-    from pipeline.run.cache import StageCache
-    from pipeline.run.prepare import TimedCache, mine_for_k, stage_keys
-    from pipeline.run.result import RunResult
-    from pipeline.stages import embed, split
+    from pipeline.hydra_ext.compose import compose
+    from pipeline.result import RunResult
+    from pipeline.stages import embed, mine, models, split
+    from pipeline.stages.stage import Context
 
     overrides = [f"model={args.model}", f"k={max(KS)}", *args.overrides]
     if args.max_rows:
         overrides.append(f"data.max_rows={args.max_rows}")
-    cfg = _compose(overrides)
     try:
-        validate(cfg)
+        cfg = compose(overrides)
+        hardware = validate(cfg)
     except PipelineError as exc:
         sys.exit(f"error: {exc}")
 
@@ -83,10 +75,8 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="bench-mining-") as tmp:
-        split_dir = Path(tmp, "split")
-        split_dir.mkdir()
-        split.run(cfg.data, cfg.split, True, split_dir)
-        train = split.load(split_dir)["train"]
+        cfg.paths.cache_dir = str(Path(tmp, "cache"))
+        train = split.run(Context(cfg, hardware, RunResult(Path(tmp, "run"))))["train"]
         model = models.load_model(cfg.model)
         queries, corpus = embed.texts(train)
         batch = cfg.miner.batch_size
@@ -100,12 +90,11 @@ def main() -> None:
         model.encode(corpus, batch_size=batch)
         encode_s = time.perf_counter() - start
 
-        cache = TimedCache(StageCache(Path(tmp, "cache")), RunResult(Path(tmp, "run")))
         pipeline_s, pipeline_rows = [], []
         for k in KS:
             cfg.k = k
             start = time.perf_counter()
-            mined, _ = mine_for_k(cfg, cache, stage_keys(cfg), train, model)
+            mined = mine.run(Context(cfg, hardware, RunResult(Path(tmp, "run"))), train, model).rows
             pipeline_s.append(time.perf_counter() - start)
             pipeline_rows.append(len(mined))
 

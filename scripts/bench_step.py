@@ -50,14 +50,12 @@ MODES = {
 
 
 def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
     from pipeline.config.rules import validate
     from pipeline.errors import PipelineError
+    from pipeline.hydra_ext.compose import compose
 
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
     try:
+        cfg = compose(overrides)
         return cfg, validate(cfg)
     except PipelineError as exc:
         sys.exit(f"error: {exc}")
@@ -66,12 +64,12 @@ def _compose(overrides: list[str]):
 def _plain_recipe(cfg, hardware, model, train_ds, out: Path, timer):
     """(a): MNRL on the n-tuples with sentence-transformers' own trainer, nothing of ours but the
     timer; the same seed and sampler as the pipeline, so the same batches."""
+    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import (
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.base.sampler import BatchSamplers
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.train.batch_size, max_steps=cfg.train.max_steps,
@@ -84,8 +82,8 @@ def _plain_recipe(cfg, hardware, model, train_ds, out: Path, timer):
 
 def _time_plain(cfg, hardware, train_ds, steps: int, out: Path) -> dict:
     from pipeline.losses.step_embedding import StepCounts, counting_forwards
-    from pipeline.run import models
-    from pipeline.run.plan import StepTimer
+    from pipeline.stages import models
+    from pipeline.stages.calibration import StepTimer
 
     model = models.load_model(cfg.model, device=hardware.model_device)
     timer, counts = StepTimer(), StepCounts()
@@ -99,10 +97,10 @@ def _time_plain(cfg, hardware, train_ds, steps: int, out: Path) -> dict:
 
 
 def _time_mode(cfg, hardware, train_ds, bank, steps: int) -> dict:
-    from pipeline.run import models, plan
+    from pipeline.stages import calibration, models
 
     model = models.load_model(cfg.model, device=hardware.model_device)
-    timed = plan.calibrate(cfg, hardware, model, train_ds, steps, bank)
+    timed = calibration.calibrate(cfg, hardware, model, train_ds, steps, bank)
     step = timed.step
     return {"seconds": timed.seconds, "cpu": timed.cpu_seconds, "with_grad": step["step/texts_with_grad"],
             "without_grad": step["step/texts_without_grad"], "real": step["step/tokens_real"],
@@ -112,7 +110,7 @@ def _time_mode(cfg, hardware, train_ds, bank, steps: int) -> dict:
 def _refresh_seconds(cfg, hardware, bank) -> tuple[float, float]:
     """(wall, CPU) seconds of one real refresh of the whole bank with the base model."""
     from pipeline.losses.memory_bank import CorpusMemoryBank
-    from pipeline.run import models
+    from pipeline.stages import models
 
     model = models.load_model(cfg.model, device=hardware.model_device)
     memory = CorpusMemoryBank(bank.corpus, bank.vectors, encode_batch_size=cfg.miner.batch_size)
@@ -125,29 +123,30 @@ def speed(args, overrides: list[str], tmp: Path) -> list[dict]:
     """One row per (k, recipe): measured seconds per step and what each step fed the model."""
     from omegaconf import OmegaConf
 
-    from pipeline.run.prepare import memory_bank, prepare
-    from pipeline.run.result import RunResult
+    from pipeline import driver
+    from pipeline.result import RunResult
+    from pipeline.stages import mine
+    from pipeline.stages.stage import Context
 
     rows, refresh_s = [], None
     for k in args.ks:
         cfg, hardware = _compose([f"model={args.model}", f"k={k}", f"train.batch_size={args.batch}",
                                   f"model.max_seq_length={args.max_seq_length}", f"train.max_steps={args.steps + 1}",
                                   f"paths.cache_dir={tmp / 'cache'}", *overrides])
-        prepared = prepare(cfg, hardware, RunResult(tmp / "run"))
+        splits, model, training = driver.prepare(Context(cfg, hardware, RunResult(tmp / "run")))
         if PLAIN in args.recipes:
             rows.append({"k": k, "recipe": PLAIN,
-                         **_time_plain(cfg, hardware, prepared.train_ds, args.steps, tmp / "plain")})
+                         **_time_plain(cfg, hardware, training.rows, args.steps, tmp / "plain")})
             print(f"  k={k} {PLAIN}: {statistics.median(rows[-1]['seconds']):.3f} s/step", file=sys.stderr, flush=True)
         for name, keys in MODES.items():
             if name not in args.recipes or (k == 0 and keys["negatives"] != "live"):  # k=0: no negatives to move
                 continue
             mode_cfg = OmegaConf.merge(cfg, {"loss": keys | {"bank_refresh_steps": args.refresh}})
             bank = None
-            if keys["negatives"] == "bank":
-                bank = memory_bank(mode_cfg, prepared.cache, prepared.keys, prepared.splits["train"],
-                                   prepared.train_ds, prepared.model, encode=True)
+            if keys["negatives"] == "bank":  # the mined set is cached: this only starts the bank
+                bank = mine.run(Context(mode_cfg, hardware, RunResult(tmp / "run")), splits["train"], model).bank
                 refresh_s = refresh_s or _refresh_seconds(cfg, hardware, bank)
-            row = {"k": k, "recipe": name, **_time_mode(mode_cfg, hardware, prepared.train_ds, bank, args.steps)}
+            row = {"k": k, "recipe": name, **_time_mode(mode_cfg, hardware, training.rows, bank, args.steps)}
             if bank is not None:
                 row |= {"refresh_s": refresh_s[0], "refresh_cpu": refresh_s[1], "corpus": len(bank.corpus)}
             rows.append(row)
@@ -209,8 +208,9 @@ def _targets(args, rows: list[dict], plain: dict[int, float]) -> list[str]:
 
 
 def quality(args, overrides: list[str], tmp: Path) -> list[dict]:
-    """Each mode through the real pipeline (runner.run: split, mining, training, test), per seed."""
-    from pipeline.run import runner
+    """Each mode through the real pipeline (driver.run: split, mining, training, test), per seed."""
+    from pipeline import driver
+    from pipeline.result import RunResult
 
     rows = []
     for number, name in enumerate(recipe for recipe in args.recipes if recipe in MODES):
@@ -224,7 +224,9 @@ def quality(args, overrides: list[str], tmp: Path) -> list[dict]:
                                       f"loss.bank_refresh_steps={args.refresh}", *loss,
                                       f"paths.cache_dir={tmp / 'cache'}",
                                       f"paths.run_dir={tmp / 'runs' / f'{number}-{seed}'}", *overrides])
-            metrics = runner.run(cfg, hardware).metrics
+            result = RunResult(tmp / "runs" / f"{number}-{seed}")
+            driver.run(cfg, hardware, result)
+            metrics = result.metrics
             rows.append({"mode": name, "seed": seed, "ndcg": metrics["test/ndcg_at_10"],
                          "base": metrics["base/ndcg_at_10"], "s_per_step": metrics["train/s_per_step"]})
             print(f"  {name} seed={seed}: nDCG@10 {rows[-1]['ndcg']:.4f}", file=sys.stderr, flush=True)
@@ -251,8 +253,9 @@ def quality_table(rows: list[dict]) -> str:
 def _machine() -> str:
     import torch
 
+    gpu = f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}")
+            f"({torch.get_num_threads()} threads), {gpu}")
 
 
 def main() -> None:

@@ -28,14 +28,11 @@ CASES = [("mnrl", 0), ("mnrl", 8), ("mnrl", 64), ("hn_only", 64)]
 
 
 def _config(args, loss: str, k: int):
-    from hydra import compose, initialize_config_dir
-
     from pipeline.config.rules import validate
+    from pipeline.hydra_ext.compose import compose
 
-    overrides = [f"model={args.model}", f"loss={loss}", f"k={k}", f"train.batch_size={args.batch}",
-                 f"model.max_seq_length={args.max_seq_length}", f"hardware={args.hardware}"]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose([f"model={args.model}", f"loss={loss}", f"k={k}", f"train.batch_size={args.batch}",
+                   f"model.max_seq_length={args.max_seq_length}", f"hardware={args.hardware}"])
     return cfg, validate(cfg)
 
 
@@ -51,8 +48,8 @@ def measure(args) -> list[dict]:
     """One row per case: the cost model's figures and the measured step times."""
     import datasets
 
-    from pipeline.run import cost, models, plan
-    from pipeline.run.prepare import stand_in_negatives
+    from pipeline.stages import calibration, cost, models
+    from pipeline.stages.mine import stand_in_negatives
 
     datasets.disable_progress_bars()
     pairs = _pairs(max(args.batch * (args.steps + 2), max(k for _, k in CASES) + 1))
@@ -62,7 +59,7 @@ def measure(args) -> list[dict]:
         model = models.load_model(cfg.model, device=hardware.model_device)
         train_ds = stand_in_negatives(pairs, k, cfg.seed) if k else pairs
         figures = cost.predict(cfg, model, train_ds)
-        seconds = plan.calibrate(cfg, hardware, model, train_ds, args.steps).seconds
+        seconds = calibration.calibrate(cfg, hardware, model, train_ds, args.steps).seconds
         s_per_step = statistics.median(seconds)
         results.append({"loss": loss, "k": k, "figures": figures, "s_per_step": s_per_step,
                         "spread": (min(seconds), max(seconds))})

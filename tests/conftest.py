@@ -1,5 +1,9 @@
 """Fixtures: a CLI runner with its own outputs and MLflow store per test, one stage cache per session,
-and one finished run that the tests of its terminal output and of what MLflow kept share."""
+and one finished run that the tests of its terminal output and of what MLflow kept share.
+
+A test that runs the command line (it takes one of SLOW_FIXTURES) is marked `slow`, as are the
+modules and tests marked so by hand (other processes, a transformer trained): `make check` runs
+the rest, in-process, in a minute or two; `make test` runs everything."""
 
 from __future__ import annotations
 
@@ -15,6 +19,15 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 for _name in ("HNPIPE_PROGRESS", "HNPIPE_PROGRESS_EVERY"):  # tests choose how progress shows
     os.environ.pop(_name, None)
+
+
+SLOW_FIXTURES = {"cli", "piped_run", "outcomes", "terminal_run"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -100,12 +98,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def compose(overrides: list[str]):
     """The config `python -m pipeline OVERRIDES` would run, Hydra's own keys included."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides, return_hydra_config=True)
+    from pipeline.hydra_ext.compose import compose as pipeline_compose
+
+    return pipeline_compose(overrides, hydra_keys=True)
 
 
 def assert_refused(overrides: list[str], words: list[str]) -> None:
-    """validate() refuses the static-model config with these overrides, and says each word."""
+    """Composing and validating the static-model config with these overrides is refused, the
+    message saying each word (as the command line would print it)."""
     from pipeline.config.rules import validate
     from pipeline.errors import PipelineError
 
@@ -113,3 +113,25 @@ def assert_refused(overrides: list[str], words: list[str]) -> None:
         validate(compose(["model=static", *overrides]))
     for word in words:
         assert word in str(info.value)
+
+
+def stage_keys(cfg) -> dict[str, str]:
+    """The cache key of each cached stage config `cfg` runs (embed and mine only when k > 0)."""
+    from pipeline.result import RunResult
+    from pipeline.stages import embed, evaluate, mine, split
+    from pipeline.stages.stage import Context
+
+    ctx = Context(cfg, None, RunResult(Path(".")))
+    stages = [split.STAGE, *((embed.STAGE, mine.STAGE) if cfg.k > 0 else ()), evaluate.BASE]
+    return {stage.name: ctx.key(stage) for stage in stages}
+
+
+def input_digests(cfg) -> dict[str, str]:
+    """The digests of the train and dev dataset inputs a run of `cfg` logs."""
+    from pipeline.result import RunResult
+    from pipeline.stages import mine, split
+    from pipeline.stages.stage import Context
+
+    ctx = Context(cfg, None, RunResult(Path(".")))
+    train = mine.train_digest(ctx) if cfg.k > 0 else split.part_digest(ctx, "train")
+    return {"train": train, "dev": split.part_digest(ctx, "dev")}

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
-from pipeline.run.cache import StageCache
+from pipeline.cache import StageCache
 
 # A build, run in its own process, that writes part of its output, says so, then waits to be killed.
 _SLOW_BUILD = """
 import sys, time
 from pathlib import Path
-from pipeline.run.cache import StageCache
+from pipeline.cache import StageCache
 
 def build(out):
     (out / "part.txt").write_text("half")
@@ -31,7 +31,7 @@ StageCache(sys.argv[1]).get_or_build("stage", "key", build)
 _COUNTED_BUILD = """
 import sys, time
 from pathlib import Path
-from pipeline.run.cache import StageCache
+from pipeline.cache import StageCache
 
 def build(out):
     with open(sys.argv[2], "a") as log:

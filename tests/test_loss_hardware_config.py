@@ -5,10 +5,10 @@ import importlib.util
 import pytest
 import torch
 
-from pipeline.config import hardware
-from pipeline.errors import PipelineError
-from pipeline.config.rules import validate
 from helpers import assert_refused, compose
+from pipeline.config import hardware
+from pipeline.config.rules import validate
+from pipeline.errors import PipelineError
 
 NO_CUDA = not torch.cuda.is_available()
 NO_XLA = importlib.util.find_spec("torch_xla") is None

@@ -1,7 +1,7 @@
 """Each loss trains end to end, and the run records its cost model, memory and hardware."""
 
-from pipeline.run import cost
 from pipeline.losses import LOSSES
+from pipeline.stages import cost
 
 
 def test_losses_for_static_models_train_end_to_end_with_their_cost_recorded(cli):

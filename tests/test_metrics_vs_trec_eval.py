@@ -35,7 +35,7 @@ import ir_measures
 import numpy as np
 import pytest
 import pytrec_eval
-from ir_measures import AP, R, RR, nDCG
+from ir_measures import AP, RR, R, nDCG
 
 from pipeline.stages.retrieval_metrics import METRICS, retrieval_scores
 

@@ -9,7 +9,7 @@ from sentence_transformers.util import mine_hard_negatives
 from helpers import compose
 from pipeline.stages import embed, mine
 from pipeline.stages.docstrings import harvest
-from pipeline.run.models import load_model
+from pipeline.stages.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def train():
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory, static_model, train):
     out = tmp_path_factory.mktemp("embed")
-    embed.run(static_model, train, 64, out)
+    embed.build(static_model, train, 64, out)
     return out
 
 
@@ -142,7 +142,7 @@ def test_cross_encoder_rescores_candidates_and_positives(tmp_path, static_model,
     from sentence_transformers import CrossEncoder
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from pipeline.run.models import _package_path
+    from pipeline.stages.models import _package_path
 
     # A tiny, randomly initialised cross-encoder: real code path, seconds to run.
     ce_dir = tmp_path / "tiny-cross-encoder"
@@ -155,7 +155,7 @@ def test_cross_encoder_rescores_candidates_and_positives(tmp_path, static_model,
     embedded, ranked = tmp_path / "embed", tmp_path / "ranked"
     embedded.mkdir()
     ranked.mkdir()
-    embed.run(static_model, small, 64, embedded)
+    embed.build(static_model, small, 64, embedded)
     mine.rank(_miner("top", range_max=5, cross_encoder=str(ce_dir)), *embed.load(embedded), small,
               static_model, ranked)
 

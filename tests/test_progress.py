@@ -10,31 +10,38 @@ from omegaconf import OmegaConf
 
 from pipeline import progress
 from pipeline.errors import PipelineError
-from pipeline.run.models import load_model
-from pipeline.run.provenance import PROJECT
-from pipeline.run.summary import how_to_open
-from pipeline.stages.docstrings import harvest
 from pipeline.stages import encoding
+from pipeline.stages.docstrings import harvest
+from pipeline.stages.models import load_model
+from pipeline.summary import how_to_open
+from pipeline.tracking.provenance import PROJECT
 
 
-def test_lines_without_a_terminal_a_bar_on_request(monkeypatch):
+@pytest.fixture(autouse=True)
+def default_progress():
+    """Each test starts from, and leaves, the default settings."""
+    progress.configure()
+    yield
+    progress.configure()
+
+
+def test_lines_without_a_terminal_a_bar_on_request():
     assert progress.mode() == "lines"  # pytest's stderr is no terminal
-    monkeypatch.setenv("HNPIPE_PROGRESS", "bar")
+    progress.configure("bar")
     assert progress.mode() == "bar"
-    monkeypatch.setenv("HNPIPE_PROGRESS", "off")
+    progress.configure("off")
     assert progress.mode() == "off"
 
 
 @pytest.mark.parametrize("name,value", [("HNPIPE_PROGRESS", "bars"), ("HNPIPE_PROGRESS_EVERY", "0"),
                                         ("HNPIPE_PROGRESS_EVERY", "soon")])
-def test_bad_progress_settings_are_refused_naming_them(monkeypatch, name, value):
-    monkeypatch.setenv(name, value)
+def test_bad_progress_settings_are_refused_naming_them(name, value):
     with pytest.raises(PipelineError, match=f"{name}='{value}' is not allowed"):
-        progress.check_environment()
+        progress.configure(**({"mode_name": value} if name == "HNPIPE_PROGRESS" else {"every": value}))
 
 
-def test_periodic_lines_count_units_with_figures_and_an_eta(monkeypatch, caplog):
-    monkeypatch.setenv("HNPIPE_PROGRESS_EVERY", "1e-9")  # a line at every update
+def test_periodic_lines_count_units_with_figures_and_an_eta(caplog):
+    progress.configure(every=1e-9)  # a line at every update
     caplog.set_level(logging.INFO, logger="pipeline.progress")
     with progress.Progress(4, "work", "step") as shown:
         shown.update()
@@ -45,9 +52,8 @@ def test_periodic_lines_count_units_with_figures_and_an_eta(monkeypatch, caplog)
     assert lines[1].startswith("work: 4/4 steps (100%), loss 0.5, ")
 
 
-def test_off_shows_no_progress_but_stage_lines_stay(monkeypatch, caplog):
-    monkeypatch.setenv("HNPIPE_PROGRESS", "off")
-    monkeypatch.setenv("HNPIPE_PROGRESS_EVERY", "1e-9")
+def test_off_shows_no_progress_but_stage_lines_stay(caplog):
+    progress.configure("off", 1e-9)
     caplog.set_level(logging.INFO, logger="pipeline.progress")
     with progress.stage("split") as stage:
         progress.in_chunks(len, list(range(10)), 3, "work", "item")
@@ -88,7 +94,7 @@ def test_the_way_to_open_a_run_never_shows_a_password():
 _SIGTERM_IN_A_CALLBACK = """
 import os, signal, weakref
 from pipeline import progress
-from pipeline.run import signals
+from pipeline import signals
 
 signals.raise_keyboard_interrupt_on_sigterm()
 

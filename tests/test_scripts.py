@@ -6,7 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
+
+# Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
+pytestmark = pytest.mark.slow
 
 
 def _script(name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline.stages.docstrings import harvest
 from pipeline.errors import PipelineError
+from pipeline.stages.docstrings import _harvest, harvest
 from pipeline.stages.split import split_rows
 
 
@@ -20,10 +20,12 @@ def _cfg(**over):
     return OmegaConf.create(base | over)
 
 
+@pytest.mark.slow  # two whole harvests of the standard library, numpy and scipy
 def test_default_data_is_real_and_large_enough():
     pairs = harvest(["numpy", "scipy"], 4, 40, 1000)
     assert len(pairs) >= 3000
-    assert pairs == harvest(["numpy", "scipy"], 4, 40, 1000)  # deterministic
+    _harvest.cache_clear()
+    assert pairs == harvest(["numpy", "scipy"], 4, 40, 1000)  # deterministic: a fresh harvest
     anchors = [p["anchor"] for p in pairs]
     assert len(set(anchors)) == len(anchors)
     assert any(p["positive"].startswith("json.dumps\n") for p in pairs)

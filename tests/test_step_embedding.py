@@ -25,8 +25,8 @@ from pipeline.losses.hn_only import HardNegativesOnlyLoss
 from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
 from pipeline.losses.multi_triplet import MultiNegativeTripletLoss
 from pipeline.losses.step_embedding import StepEmbedder, length_chunks
-from pipeline.run.cost import tokens_per_step
-from pipeline.run.models import load_model
+from pipeline.stages.cost import tokens_per_step
+from pipeline.stages.models import load_model
 
 MAX_SEQ_LENGTH = 32
 _LONG = ("Parse a date string into a datetime object, guessing the format from the string itself when "

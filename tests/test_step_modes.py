@@ -9,15 +9,14 @@ import datasets
 import pytest
 from omegaconf import OmegaConf
 
-from helpers import CONF, FAST, assert_refused, compose
+from helpers import FAST, assert_refused, compose
 from pipeline.config.rules import validate
 from pipeline.losses import negatives_mode
 from pipeline.losses.embedding_modes import StepEmbeddingLoss
 from pipeline.losses.hn_only import HardNegativesOnlyLoss
-from pipeline.run import cost
-from pipeline.run.models import load_model
-from pipeline.run.prepare import Bank
-from pipeline.stages import mine
+from pipeline.stages import cost, mine
+from pipeline.stages.mine import Bank
+from pipeline.stages.models import load_model
 from pipeline.stages.train import trainer_for
 
 STEP = ["step/texts_with_grad", "step/texts_without_grad", "step/tokens_real", "step/tokens_padded"]
@@ -31,7 +30,7 @@ def test_each_negatives_mode_trains_through_the_cli_and_logs_what_its_steps_embe
     runs = {run.data.params["loss.negatives"]: run for run in cli.runs()}
     assert sorted(runs) == ["bank", "frozen", "live"]
     batch, texts = 16, 16 * (2 + 2)
-    for mode, run in runs.items():
+    for run in runs.values():
         metrics, params = run.data.metrics, run.data.params
         assert run.info.status == "FINISHED"
         assert (params["loss.length_aware"], params["loss.dedupe"], params["loss.chunk_budget"]) \
@@ -92,7 +91,7 @@ def test_accepted_modes_and_what_a_run_does_with_them(overrides, mode):
 
 def test_loss_options_that_embed_their_own_texts_have_no_step_keys():
     for name in ("cached_mnrl", "gist"):
-        assert "negatives" not in OmegaConf.load(CONF / "loss" / f"{name}.yaml")
+        assert "negatives" not in compose([f"loss={name}"]).loss
     assert compose(["loss=hn_only"]).loss.negatives == compose(["loss=mnrl"]).loss.negatives
 
 
@@ -189,11 +188,13 @@ def test_bank_batches_keep_no_duplicates_promise(tmp_path):
     assert collisions(plain) > 0  # sentence-transformers' no_duplicates on the id rows sees no ids
 
 
+@pytest.mark.slow  # several real calibration steps
 def test_plan_mode_prices_the_bank_and_what_each_step_embeds(shared_cache, tmp_path):
-    from pipeline.run import plan
+    from pipeline import driver
+    from pipeline.result import RunResult
 
     cfg = compose([*FAST, "k=2", "loss.negatives=bank", "loss.dedupe=true", "loss.bank_refresh_steps=2",
                    "plan=true", f"paths.cache_dir={shared_cache}", f"paths.run_dir={tmp_path}"])
-    line = plan.run(cfg, validate(cfg))
+    line = driver.run(cfg, validate(cfg), RunResult(tmp_path), plan=True)
     assert "this run (negatives=bank, length_aware, dedupe): " in line and " texts with gradients + 0 without" in line
     assert "plus 2 bank refreshes of " in line and "(timed on a sample)" in line

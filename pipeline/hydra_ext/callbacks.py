@@ -9,18 +9,23 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from pipeline import redact
-from pipeline.config.preflight import check_writable, preflight
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError, reported
 from pipeline.hydra_ext.launch import check_launcher
-from pipeline.run.provenance import code_tags, process_tags
-from pipeline.run.signals import raise_keyboard_interrupt_on_sigterm
+from pipeline.preflight import check_writable, preflight
+from pipeline.signals import raise_keyboard_interrupt_on_sigterm
 from pipeline.terminal import route_library_output
+from pipeline.tracking import quiet_mlflow
+from pipeline.tracking.provenance import code_tags, process_tags
+
+if TYPE_CHECKING:
+    from pipeline.tracking.sweeps import ParentRun
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +41,26 @@ class DistributedRun(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         from omegaconf import open_dict, read_write
 
-        from pipeline import distributed
+        from pipeline import parallel
 
-        if distributed.launched_world_size() <= 1:
+        if parallel.launched_world_size() <= 1:
             return
-        distributed.init(str(config.hardware.device))
-        run_dir = distributed.broadcast(str(config.hydra.run.dir) if distributed.is_main() else None)
+        parallel.init(str(config.hardware.device))
+        run_dir = parallel.broadcast(str(config.hydra.run.dir) if parallel.is_main() else None)
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.run.dir = run_dir
-            if not distributed.is_main():
+            if not parallel.is_main():
                 config.hydra.output_subdir = None
                 logging_cfg = config.hydra.job_logging
                 if "file" in logging_cfg.get("handlers", {}):
-                    logging_cfg.handlers.file.filename = f"{run_dir}/pipeline.rank{distributed.rank()}.log"
+                    logging_cfg.handlers.file.filename = f"{run_dir}/pipeline.rank{parallel.rank()}.log"
                 if "ours_and_errors" in logging_cfg.get("filters", {}):  # process 0 speaks for the run
                     logging_cfg.filters.ours_and_errors.ours = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        from pipeline import distributed
+        from pipeline import parallel
 
-        if distributed.launched_world_size() > 1:
+        if parallel.launched_world_size() > 1:
             with reported():
                 raise PipelineError(
                     "a sweep (-m) cannot run under torchrun or accelerate launch: every process would "
@@ -65,10 +70,10 @@ class DistributedRun(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         """A job of a submitit sweep with several tasks: each task is one process of the job."""
-        from pipeline import distributed
+        from pipeline import parallel
 
-        if distributed.adopt_job_tasks():
-            distributed.init(str(config.hardware.device))
+        if parallel.adopt_job_tasks():
+            parallel.init(str(config.hardware.device))
 
 
 class CheckOutputsDir(Callback):
@@ -91,7 +96,9 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     from hydra_plugins.hnpipe_sweeper import DedupSweeper
 
     params = [f"{key}={value}" for key, value in (config.hydra.sweeper.params or {}).items()]
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().hydra.config_loader)
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None  # a multirun is under way
+    parser = OverridesParser.create(config_loader=hydra.config_loader)
     (jobs,) = DedupSweeper.split_arguments(parser.parse_overrides(params + list(config.hydra.overrides.task)), None)
     return jobs
 
@@ -118,10 +125,11 @@ class SweepParentRun(Callback):
     runs the report on the sweep."""
 
     def __init__(self) -> None:
-        self.parent = None
+        self.parent: ParentRun | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        from pipeline.tracking import names, sweeps
+        from pipeline import names
+        from pipeline.tracking import sweeps
 
         with reported():
             check_launcher(config.hydra.launcher)
@@ -129,6 +137,7 @@ class SweepParentRun(Callback):
         if config.get("plan"):  # plan mode prints and exits: no MLflow runs
             return
         raise_keyboard_interrupt_on_sigterm()
+        quiet_mlflow()
         route_library_output()  # MLflow creating its store: not for the terminal
         swept = dict(config.hydra.sweeper.params or {})
         swept |= dict(o.split("=", 1) for o in config.hydra.overrides.task if "=" in o)

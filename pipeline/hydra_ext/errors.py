@@ -12,8 +12,10 @@ import os
 import re
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import ValidationError
 
 from pipeline import redact
+from pipeline.config.declare import type_refusal
 from pipeline.config.keys import unknown_key_message
 from pipeline.errors import exit_with_message
 
@@ -21,9 +23,13 @@ from pipeline.errors import exit_with_message
 def describe(exc: HydraException) -> str:
     """One paragraph for a Hydra error: what is wrong and what to type instead."""
     text = str(exc).strip()
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError) and cause.full_key:  # a value of the wrong type
+        return str(type_refusal(cause.full_key, cause.value, getattr(cause, "object_type", None), str(cause)))
     override = re.match(r"Could not override '([^']+)'\.\s*To append to your config use \+[^=]+=(.*)", text, re.S)
     if override:
-        return unknown_key_message(override.group(1), override.group(2).splitlines()[0])
+        return unknown_key_message(override.group(1), override.group(2).splitlines()[0],
+                                   getattr(cause, "object_type", None))
     append = re.match(r"Could not append to config\. An item is already at '([^']+)'", text)
     if append:
         key = append.group(1)

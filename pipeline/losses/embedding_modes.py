@@ -12,7 +12,7 @@ from typing import Any
 from sentence_transformers.sentence_transformer.losses import TripletLoss
 from torch import Tensor, nn
 
-from pipeline.losses import NEGATIVES_MODES
+from pipeline.config.losses import NEGATIVES_MODES
 from pipeline.losses.memory_bank import CorpusMemoryBank
 from pipeline.losses.step_embedding import StepEmbedder
 
@@ -89,7 +89,7 @@ class StepEmbeddingLoss(nn.Module):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         columns = list(sentence_features)
-        if self.negatives == "bank" and not (len(columns) == 2 and labels is None):
+        if self.bank is not None and not (len(columns) == 2 and labels is None):
             if len(columns) != 2 or labels is None or labels.ndim != 2:
                 raise ValueError("negatives='bank' takes (anchor, positive) texts and a (batch, k) label of "
                                  f"negative corpus ids; got {len(columns)} text columns and label "

@@ -11,10 +11,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.util import pairwise_cos_sim
+from torch import Tensor, nn
 
 
 class HardNegativesOnlyLoss(nn.Module):
@@ -88,7 +87,8 @@ class HardNegativesOnlyLoss(nn.Module):
         return """
 @inproceedings{karpukhin2020dense,
     title={Dense Passage Retrieval for Open-Domain Question Answering},
-    author={Vladimir Karpukhin and Barlas Oguz and Sewon Min and Patrick Lewis and Ledell Wu and Sergey Edunov and Danqi Chen and Wen-tau Yih},
+    author={Vladimir Karpukhin and Barlas Oguz and Sewon Min and Patrick Lewis and Ledell Wu and
+            Sergey Edunov and Danqi Chen and Wen-tau Yih},
     booktitle={Proceedings of EMNLP 2020},
     year={2020},
     url={https://arxiv.org/abs/2004.04906},

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from sentence_transformers.sentence_transformer.losses import TripletLoss
+from torch import Tensor
 
 
 class MultiNegativeTripletLoss(TripletLoss):

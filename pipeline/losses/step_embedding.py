@@ -33,10 +33,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
-
-from sentence_transformers.base.losses.merged_forward import embed_columns
 
 
 @dataclass

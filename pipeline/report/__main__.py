@@ -18,26 +18,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.config.preflight import check_tracking
 from pipeline.errors import reported
+from pipeline.names import SWEEP_ID
+from pipeline.preflight import check_tracking
 from pipeline.report.plot import plot
 from pipeline.report.significance import recommendation
 from pipeline.report.table import pairs_to_csv, summarize, to_csv, to_markdown
-from pipeline.tracking import queries, store
-from pipeline.tracking.names import SWEEP_ID
+from pipeline.tracking import queries, quiet_mlflow, store
 
 FILES = ("report.md", "report.csv", "pairs.csv", "pareto.png")
 
 
 def _defaults() -> tuple[str, str, Path]:
     """Tracking URI, experiment name and outputs dir, as the pipeline's own config resolves them."""
-    from hydra import compose, initialize
+    from pipeline.hydra_ext.compose import compose
 
-    import pipeline.hydra_ext.resolvers  # noqa: F401  registers the ${cwd:} resolver that paths use
-
-    with initialize(config_path="../../conf", version_base="1.3"):
-        cfg = compose("config")
-        return cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, Path(cfg.paths.outputs_dir)
+    cfg = compose()
+    return cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, Path(cfg.paths.outputs_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="MLflow store (default: the pipeline's)")
     parser.add_argument("--out", type=Path, help="where to save (default: outputs/reports/<name>)")
     args = parser.parse_args(argv)
-
+    quiet_mlflow()
     with reported():
         uri, experiment, outputs = _defaults()
         uri = args.tracking_uri or uri

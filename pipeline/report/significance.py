@@ -5,9 +5,10 @@ per-query test scores, so a row's 95 % interval of nDCG@10 or MRR@10 holds both 
 seed noise. Rows scored on the same test set (equal fingerprints in their per_query.json) are
 compared by a paired bootstrap: a difference is significant at 95 % when its interval excludes
 0. Every row is compared with the reference row (smallest k: the Δ column) and with the best
-row (highest mean nDCG@10 among the rows on the test set most rows share); the recommendation is the cheapest row by training time whose
-nDCG@10 is not significantly below the best's. Rows whose runs saved no per-query scores (runs
-from before they were saved), or whose seeds were scored on different test sets, get "n/a".
+row (highest mean nDCG@10 among the rows on the test set most rows share); the recommendation
+is the cheapest row by training time whose nDCG@10 is not significantly below the best's. Rows
+whose runs saved no per-query scores (runs from before they were saved), or whose seeds were
+scored on different test sets, get "n/a".
 """
 
 from __future__ import annotations
@@ -39,16 +40,17 @@ class Comparison:
     reference: dict
     best: dict | None
     recommended: dict | None
-    pairs: list[tuple[dict, dict, str, Difference]]
+    pairs: list[tuple[dict, dict, str, Difference | None]]
 
 
 def label(row: dict) -> str:
     return " ".join(part for part in (f"k={row['k']}", row["loss"], row["config"]) if part)
 
 
-def row_scores(per_run: list[dict | None]) -> RowScores | str:
+def row_scores(given: list[dict | None]) -> RowScores | str:
     """The row's matrices from its runs' per_query.json contents, or why there are none."""
-    if any(scores is None for scores in per_run):
+    per_run = [scores for scores in given if scores is not None]
+    if len(per_run) < len(given):
         return "n/a (no per-query scores)"
     if len({scores["test_set"] for scores in per_run}) > 1:
         return "n/a (seeds scored different test sets)"
@@ -84,7 +86,7 @@ def compare(rows: list[dict], per_run: dict[str, dict | None]) -> Comparison:
 def recommendation(comparison: Comparison, rows: list[dict]) -> str:
     """The recommendation line: the recommended row, its k and why."""
     chosen, best = comparison.recommended, comparison.best
-    if chosen is None:
+    if chosen is None or best is None:
         return ("Recommendation: n/a: no run here saved per-query test scores (runs from before "
                 "they were saved); run the sweep again with resume=false.")
     why = "it is the best row itself" if chosen is best else (

@@ -9,7 +9,8 @@ import csv
 import statistics
 from pathlib import Path
 
-from pipeline.report.significance import COMPARED, METRICS as COMPARED_METRICS, Comparison, compare, label
+from pipeline.report.significance import COMPARED, Comparison, compare, label
+from pipeline.report.significance import METRICS as COMPARED_METRICS
 from pipeline.report.stats import RESAMPLES
 
 # (column, MLflow metric): per-config means (± spread with several seeds).
@@ -151,6 +152,8 @@ def pairs_to_csv(comparison: Comparison, path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["a", "b", "metric", "mean a - b", "CI low", "CI high", "p", "significant at 95 %"])
         for a, b, column, d in comparison.pairs:
+            if d is None:
+                continue
             writer.writerow([label(a), label(b), column, d.mean, d.low, d.high, d.p_value,
                              "yes" if d.significant else "no"])
 

@@ -9,6 +9,7 @@ on the files on disk: the same environment always yields the same pairs.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import sys
 import sysconfig
@@ -76,12 +77,19 @@ def _documented(tree: ast.Module, module: str):
 
 def harvest(packages: list[str], min_summary_words: int, min_body_chars: int,
             max_body_chars: int) -> list[dict]:
-    """Pairs {anchor, positive} in a stable order.
+    """Pairs {anchor, positive} in a stable order (a process harvests each setting once: the
+    files it reads do not change under it).
 
     Queries shared by several APIs ("Return self==value.") are ambiguous as
     search queries, so every summary that occurs more than once is dropped.
     """
-    files = [(prefix, root, path) for prefix, root in source_roots(packages)
+    return list(_harvest(tuple(packages), min_summary_words, min_body_chars, max_body_chars))
+
+
+@functools.lru_cache(maxsize=4)
+def _harvest(packages: tuple[str, ...], min_summary_words: int, min_body_chars: int,
+             max_body_chars: int) -> tuple[dict, ...]:
+    files = [(prefix, root, path) for prefix, root in source_roots(list(packages))
              for path in sorted(root.rglob("*.py"))
              if not any(part in _SKIP_PARTS or part.startswith("test_") for part in path.relative_to(root).parts)]
     pairs = []
@@ -101,4 +109,4 @@ def harvest(packages: list[str], min_summary_words: int, min_body_chars: int,
     counts: dict[str, int] = {}
     for pair in pairs:
         counts[pair["anchor"]] = counts.get(pair["anchor"], 0) + 1
-    return [pair for pair in pairs if counts[pair["anchor"]] == 1]
+    return tuple(pair for pair in pairs if counts[pair["anchor"]] == 1)

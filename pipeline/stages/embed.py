@@ -11,10 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.stages import encoding
+from pipeline.stages import encoding, models, split
+from pipeline.stages.stage import Context, Stage
 
 # 2: texts are batched by pipeline.stages.encoding (float-level differences from version 1).
 VERSION = "2"
+# Embeddings per (model, data), whatever the miner setting.
+STAGE = Stage("embed", VERSION,
+              config=lambda cfg: {"max_seq_length": cfg.model.max_seq_length, "batch_size": cfg.miner.batch_size},
+              upstream=(split.STAGE,), fingerprint=lambda cfg: models.model_fingerprint(cfg.model), collective=True)
 
 
 def texts(train_ds) -> tuple[list[str], list[str]]:
@@ -23,7 +28,12 @@ def texts(train_ds) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(pairs["anchor"])), list(dict.fromkeys(pairs["positive"]))
 
 
-def run(model, train_ds, batch_size: int, out_dir: Path) -> None:
+def run(ctx: Context, model, train_ds):
+    """(the embed entry, seconds this run spent getting it): the train split's queries and corpus."""
+    return ctx.cached(STAGE, lambda out: build(model, train_ds, ctx.cfg.miner.batch_size, out))
+
+
+def build(model, train_ds, batch_size: int, out_dir: Path) -> None:
     """Write queries.npy and corpus.npy: normalized embeddings, the way mine_hard_negatives encodes."""
     queries, corpus = texts(train_ds)
     np.save(out_dir / "corpus.npy", encoding.encode(model, corpus, batch_size, query=False, normalize=True,

@@ -13,15 +13,26 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.stages import encoding, test_sets
-from pipeline.stages.retrieval_metrics import PerQueryScores, retrieval_scores
+from pipeline import parallel, progress
+from pipeline.names import MODEL_DIR
+from pipeline.stages import encoding, models, split, test_sets
+from pipeline.stages.retrieval_metrics import METRICS, PerQueryScores, retrieval_scores
+from pipeline.stages.stage import Context, Stage
 from pipeline.stages.test_sets import RetrievalSet
 
 VERSION = "3"  # 3: batches formed by pipeline.stages.encoding
 PER_QUERY = "per_query.json"
+# The base model's test scores, per (test set, model): every run on them reuses one scoring.
+BASE = Stage("base_eval", VERSION,
+             config=lambda cfg: {"test_distractors": cfg.eval.test_distractors, "seed": cfg.split.seed,
+                                 "test": test_sets.file_fingerprint(cfg.eval.test) if cfg.eval.test else None,
+                                 "max_seq_length": cfg.model.max_seq_length, "query_prompt": cfg.eval.query_prompt,
+                                 "corpus_prompt": cfg.eval.corpus_prompt},
+             upstream=(split.STAGE,), fingerprint=lambda cfg: models.model_fingerprint(cfg.model), collective=True)
 
 
 def distractors(train_ds, n: int, seed: int) -> list[str]:
@@ -33,7 +44,9 @@ def distractors(train_ds, n: int, seed: int) -> list[str]:
 
 def _evaluator_with_progress():
     """InformationRetrievalEvaluator encoding through encoding.encode, so evaluations show progress
-    (we set no prompt names and no truncation, so only the prompt text is passed on)."""
+    (we set no prompt names and no truncation, so only the prompt text is passed on). The trainer
+    runs it on process 0 only, and sentence-transformers shares its model.encode calls across the
+    processes itself: here each of them is a local encode."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     class WithProgress(InformationRetrievalEvaluator):
@@ -42,7 +55,7 @@ def _evaluator_with_progress():
 
             what = {"query": "queries", "document": "corpus"}.get(encode_fn_name, "texts")
             vectors = encoding.encode(model, list(sentences), self.batch_size, query=encode_fn_name == "query",
-                                      prompt=prompt, desc=f"{self.name} eval: {what}")
+                                      prompt=prompt, desc=f"{self.name} eval: {what}", shared=False)
             return torch.from_numpy(vectors)
 
     return WithProgress
@@ -56,7 +69,7 @@ def ir_evaluator(ds, extra_corpus: list[str], name: str, batch_size: int,
     With max_corpus the corpus keeps its first max_corpus documents (the split's positives come
     first) and queries whose positive was cut are dropped, so evaluation cost is bounded.
     """
-    corpus = {}
+    corpus: dict[str, str] = {}
     for text in list(ds["positive"]) + extra_corpus:
         corpus.setdefault(text, f"d{len(corpus)}")
     if max_corpus is not None:
@@ -111,6 +124,48 @@ def build_test_set(eval_cfg, splits, seed: int) -> RetrievalSet:
     return test_sets.from_pairs(zip(splits["test"]["anchor"], splits["test"]["positive"]), extra)
 
 
+def test_set(ctx: Context, splits) -> RetrievalSet:
+    """The run's test set (build_test_set), recorded as the run's test input, and what it shares
+    with the training data (split/leaked_*)."""
+    test = build_test_set(ctx.cfg.eval, splits, ctx.cfg.split.seed)
+    ctx.result.add_input("test", test.as_rows(), test.fingerprint())
+    ctx.result.add(test_sets.leaks(test, splits["train"], splits["dev"]))
+    return test
+
+
+def base(ctx: Context, model, test: RetrievalSet) -> dict[str, float]:
+    """The base model's test metrics (base/*), scored before training changes it; cached."""
+    cfg = ctx.cfg.eval
+    def build(out: Path) -> None:
+        run(model, test, cfg.batch_size, out, cfg.query_prompt, cfg.corpus_prompt, "base eval")
+
+    entry, seconds = ctx.cached(BASE, build)
+    scores = json.loads((entry.path / "metrics.json").read_text())
+    ctx.result.add({"time/base_eval_s": seconds} | {f"base/{name}": scores[name] for name in METRICS})
+    ctx.result.add_artifact(entry.path / PER_QUERY, "base")
+    return scores
+
+
+def tuned(ctx: Context, model, test: RetrievalSet, base_scores: dict[str, float]) -> None:
+    """The test stage: the fine-tuned model's metrics (test/*) and gains over the base (gain/*)."""
+    cfg = ctx.cfg.eval
+    start = time.perf_counter()
+    out = ctx.result.run_dir / "test"
+    with progress.stage("test"):
+        scores = score(model, test, cfg.batch_size, cfg.query_prompt, cfg.corpus_prompt)
+        if parallel.is_main():
+            out.mkdir(exist_ok=True)
+            save(scores, test, out)
+    ctx.result.add_artifact(out / PER_QUERY, "test")
+    seconds = time.perf_counter() - start
+    means = scores.means()
+    figures = {"time/test_s": seconds, "time/eval_s": seconds + ctx.result.metrics["time/base_eval_s"],
+               "test/corpus_size": len(test.corpus), "test/queries": len(test.queries)}
+    for name in METRICS:
+        figures |= {f"test/{name}": means[name], f"gain/{name}": means[name] - base_scores[name]}
+    ctx.result.add(figures, {MODEL_DIR: str(ctx.result.model_dir)})
+
+
 def score(model, test: RetrievalSet, batch_size: int = 32, query_prompt: str | None = None,
           corpus_prompt: str | None = None, desc: str = "test") -> PerQueryScores:
     """Each test query's metrics for `model`; progress is named after `desc`."""
@@ -121,12 +176,15 @@ def score(model, test: RetrievalSet, batch_size: int = 32, query_prompt: str | N
     return retrieval_scores(queries, corpus, list(test.queries), list(test.corpus), test.relevant)
 
 
-def run(model, test: RetrievalSet, batch_size: int, out_dir: Path, query_prompt: str | None = None,
-        corpus_prompt: str | None = None, desc: str = "test") -> dict[str, float]:
-    """Score `model` on `test`; write metrics.json (means, sizes) and per_query.json, return the means."""
-    scores = score(model, test, batch_size, query_prompt, corpus_prompt, desc)
+def save(scores: PerQueryScores, test: RetrievalSet, out_dir: Path) -> dict[str, float]:
+    """Write metrics.json (means, sizes) and per_query.json into out_dir; return the metrics."""
     metrics = scores.means() | {"corpus_size": len(test.corpus), "queries": len(test.queries)}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    per_query = {"test_set": test.fingerprint(), "queries": scores.table()}
-    (out_dir / PER_QUERY).write_text(json.dumps(per_query))
+    (out_dir / PER_QUERY).write_text(json.dumps({"test_set": test.fingerprint(), "queries": scores.table()}))
     return metrics
+
+
+def run(model, test: RetrievalSet, batch_size: int, out_dir: Path, query_prompt: str | None = None,
+        corpus_prompt: str | None = None, desc: str = "test") -> dict[str, float]:
+    """Score `model` on `test`; write metrics.json and per_query.json, return the means."""
+    return save(score(model, test, batch_size, query_prompt, corpus_prompt, desc), test, out_dir)

@@ -18,15 +18,22 @@ k = 0 needs no stage at all: training then uses plain pairs and in-batch negativ
 from __future__ import annotations
 
 import json
+import random
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from pipeline import parallel
+from pipeline.cache import stage_key
 from pipeline.errors import PipelineError
+from pipeline.losses import negatives_mode
 from pipeline.progress import in_chunks
-from pipeline.stages import embed
+from pipeline.stages import embed, split
+from pipeline.stages.stage import Context, Stage
 
 VERSION = "2"
 # Miner settings the ranking depends on; k, sampling_strategy, on_short and order only change the cut.
@@ -36,6 +43,103 @@ RANKING_KEYS = ("range_min", "range_max", "max_score", "min_score", "absolute_ma
 _QUERY_CHUNK = 16384
 # Batches of pairs the cross-encoder scores between progress updates.
 _RESCORE_BATCHES = 4
+# The ranking per miner setting, without k: one serves every k.
+STAGE = Stage("mine", VERSION, config=lambda cfg: ranking_config(cfg.miner), upstream=(embed.STAGE,))
+
+
+@dataclass
+class Bank:
+    """What negatives from a memory bank (loss.negatives=bank) start from: the corpus (the train
+    split's unique positives), its vectors, and the training set with negatives as corpus ids."""
+
+    corpus: list[str]
+    vectors: np.ndarray  # (corpus, dim)
+    train_ds: object  # datasets.Dataset: anchor, positive, label (k corpus ids)
+
+
+@dataclass
+class TrainingSet:
+    """What the train stage trains on: rows of texts (anchor, positive[, negative_1..k]), where their
+    negatives came from ("mined", "no" for k = 0, "stand-in" in plan mode with nothing cached),
+    and in bank mode the memory bank's start."""
+
+    rows: object  # datasets.Dataset
+    negatives: str
+    bank: Bank | None = None
+
+
+def run(ctx: Context, train_split, model) -> TrainingSet:
+    """The mine stage: the train split's pairs with k hard negatives each, cut from the cached
+    ranking (k = 0: the pairs as they are). Plan mode never mines: it takes a cached ranking if
+    there is one, else stand-in negatives (stand_in_negatives). In bank mode the embed stage's
+    corpus vectors start the bank (plan mode: zeros, a step's time does not depend on them)."""
+    cfg = ctx.cfg
+    if cfg.k == 0:
+        ctx.result.add({"time/mine_s": 0.0})
+        ctx.result.add_input("train", train_split, split.part_digest(ctx, "train"))
+        rows, negatives = train_split, "no"
+    elif ctx.plan and not ctx.is_cached(STAGE):
+        rows, negatives = stand_in_negatives(train_split, cfg.k, cfg.seed), "stand-in"
+    else:
+        rows, negatives = _mined(ctx, train_split, model), "mined"
+    bank = None
+    if negatives_mode(cfg) == "bank":
+        corpus = embed.texts(train_split)[1]
+        if ctx.plan:
+            vectors = np.zeros((len(corpus), model.get_embedding_dimension()), dtype=np.float32)
+        else:
+            embedded, seconds = embed.run(ctx, model, train_split)
+            ctx.result.add({"time/bank_init_s": seconds})
+            vectors = embed.load(embedded.path)[1]
+        bank = Bank(corpus, vectors, with_corpus_ids(rows, corpus))
+    return TrainingSet(rows, negatives, bank)
+
+
+def _mined(ctx: Context, train_split, model):
+    """The k-negative training set from the cached ranking (built, after the embed stage, if absent:
+    another miner setting re-ranks the cached embeddings without re-encoding); mine/* on the result."""
+    cfg, embed_s, embedded = ctx.cfg, 0.0, None
+    if not parallel.broadcast(ctx.is_cached(STAGE) if parallel.is_main() else None):
+        embedded, embed_s = embed.run(ctx, model, train_split)  # every process encodes its share
+        ctx.result.add({"time/embed_s": embed_s})
+
+    def build(out: Path) -> None:
+        if embedded is None:
+            raise PipelineError(f"the mine entry {ctx.key(STAGE)} vanished from {cfg.paths.cache_dir} while this "
+                                "run read it (a cache cleaned meanwhile?): run again.")
+        rank(cfg.miner, *embed.load(embedded.path), train_split, model, out)
+
+    entry, lookup_s = ctx.cached(STAGE, build)
+    start = time.perf_counter()
+    mined, stats = for_k(entry.path, train_split, cfg.k, cfg.miner, cfg.seed)
+    cut_s = time.perf_counter() - start
+    ctx.result.add(stats | {"time/mine_cut_s": cut_s, "time/mine_s": embed_s + lookup_s + cut_s})
+    ctx.result.add_input("train", mined, train_digest(ctx))
+    return mined
+
+
+def train_digest(ctx: Context) -> str:
+    """The digest of the k-negative training set: the ranking's key and how it is cut for k."""
+    miner = ctx.cfg.miner
+    cut = {"k": ctx.cfg.k, "sampling_strategy": miner.sampling_strategy, "on_short": miner.on_short,
+           "order": miner.order, "seed": ctx.cfg.seed}
+    return stage_key("train", VERSION, cut, [ctx.key(STAGE)])
+
+
+def stand_in_negatives(train_ds, k: int, seed: int):
+    """(anchor, positive, negative_1..k) with negatives drawn at random from other rows' positives.
+
+    Plan mode and the benchmarks use these when no mined set is cached: the miner picks its
+    negatives from the same passages, so the texts and tokens per step match a mined run's."""
+    import datasets
+
+    positives = train_ds["positive"]
+    rng = random.Random(seed)
+    # Sampling from n - 1 slots and shifting those at or past the row's own index skips its positive.
+    picks = [[positives[j + (j >= row)] for j in rng.sample(range(len(positives) - 1), k)]
+             for row in range(len(positives))]
+    negatives = {f"negative_{i + 1}": [pick[i] for pick in picks] for i in range(k)}
+    return datasets.Dataset.from_dict({"anchor": train_ds["anchor"], "positive": positives} | negatives)
 
 
 def ranking_config(miner_cfg: DictConfig) -> dict:

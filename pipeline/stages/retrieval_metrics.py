@@ -68,7 +68,7 @@ def retrieval_scores(query_embeddings, corpus_embeddings, query_ids: Sequence[st
     corpus = _unit_rows(corpus_embeddings)[by_id]
     queries = _unit_rows(query_embeddings)
     depth = min(TOP_K, len(corpus_ids))
-    hits = np.zeros((len(query_ids), TOP_K), dtype=bool)
+    hits: np.ndarray = np.zeros((len(query_ids), TOP_K), dtype=bool)
     chunk = max(1, scores_per_chunk // len(corpus_ids))
     for start in range(0, len(query_ids), chunk):
         ranked = _top(torch.mm(queries[start:start + chunk], corpus.transpose(0, 1)), depth).cpu().tolist()
@@ -107,7 +107,7 @@ def _top(scores: torch.Tensor, depth: int) -> torch.Tensor:
 
 def _metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric per query from `hits[q, r]` (is the document at rank r+1 relevant to q)."""
-    found = hits.astype(float)
+    found: np.ndarray = hits.astype(float)
     log_ranks = np.log2(np.arange(2, TOP_K + 2))  # log2(rank + 1), the nDCG discount
     dcg = (found[:, :10] / log_ranks[:10]).sum(axis=1)
     ideal = np.cumsum(1 / log_ranks[:10])[np.minimum(n_relevant, 10) - 1]

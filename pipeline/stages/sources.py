@@ -206,7 +206,7 @@ def load_pairs(cfg: DictConfig) -> list[dict]:
     a cell of another type is an error naming its line."""
     wanted = {"anchor": cfg.get("anchor_column", "anchor"),
               "positive": cfg.get("positive_column", "positive")}
-    rows = []
+    rows: list[dict] = []
     for where, row in _rows(cfg):
         if cfg.max_rows is not None and len(rows) >= cfg.max_rows:
             break

@@ -14,11 +14,18 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline.cache import stage_key
 from pipeline.errors import PipelineError
+from pipeline.stages import sources
 from pipeline.stages.sources import load_pairs
+from pipeline.stages.stage import Context, Stage, resolved
 
 VERSION = "2"
 SPLITS = ("train", "dev", "test")
+STAGE = Stage("split", VERSION,
+              config=lambda cfg: {"data": resolved(cfg.data), "split": resolved(cfg.split),
+                                  "fixed_test": cfg.eval.test is not None},
+              fingerprint=lambda cfg: sources.fingerprint(cfg.data))
 
 
 def _group_of(row: dict, group_column: str | None) -> str:
@@ -76,7 +83,24 @@ def _pairs_dataset(rows: list[dict]):
                                     "positive": datasets.Value("string")}))
 
 
-def run(data_cfg: DictConfig, split_cfg: DictConfig, with_test: bool, out_dir: Path) -> None:
+def run(ctx: Context):
+    """The split stage: the data source's train/dev[/test] DatasetDict, cached; its sizes and the
+    dev set (as a dataset input) on the run's result."""
+    cfg = ctx.cfg
+    entry, seconds = ctx.cached(STAGE, lambda out: build(cfg.data, cfg.split, cfg.eval.test is None, out))
+    ctx.result.add(json.loads((entry.path / "stats.json").read_text()) | {"time/split_s": seconds})
+    splits = load(entry.path)
+    ctx.result.add_input("dev", splits["dev"], part_digest(ctx, "dev"))
+    return splits
+
+
+def part_digest(ctx: Context, part: str) -> str:
+    """A digest of the split's `part` ('train', 'dev'), from the cache key that made it: equal
+    digests, equal rows, however many (MLflow's own digest reads only the first 10,000 rows)."""
+    return stage_key(part, VERSION, {}, [ctx.key(STAGE)])
+
+
+def build(data_cfg: DictConfig, split_cfg: DictConfig, with_test: bool, out_dir: Path) -> None:
     """Write train/dev[/test] as a DatasetDict, plus stats.json with their sizes (leaks are
     counted against the test set the run scores on: test_sets.leaks)."""
     import datasets

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline import parallel, progress
 from pipeline.losses import build_loss
+from pipeline.names import warning
+from pipeline.stages import cost, evaluate
+from pipeline.stages.mine import TrainingSet
+from pipeline.stages.stage import Context
+from pipeline.stages.train_report import eval_cost_warnings, step_texts, train_metrics
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +94,11 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
 
     evaluates = dev is not None and dev.evaluates
     args = training_args(cfg, hardware, out_dir, evaluates)
-    callbacks, memory = list(callbacks), None
+    every_callback, memory = list(callbacks), None
     if bank is not None:
         memory = CorpusMemoryBank(bank.corpus, bank.vectors, encode_batch_size=cfg.miner.batch_size)
         if cfg.loss.bank_refresh_steps:
-            callbacks.append(BankRefresh(memory, cfg.loss.bank_refresh_steps))
+            every_callback.append(BankRefresh(memory, cfg.loss.bank_refresh_steps))
         if cfg.train.batch_sampler == "no_duplicates":
             args.batch_sampler = _no_duplicates_by_texts(train_ds)
         train_ds = bank.train_ds
@@ -103,7 +110,7 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
         eval_dataset=dev.loss_data if dev else None,
         loss=loss,
         evaluator=dev.evaluator if dev else None,
-        callbacks=callbacks or None,
+        callbacks=every_callback or None,
     )
     return trainer, loss
 
@@ -116,7 +123,25 @@ def step_figures(loss) -> dict[str, float]:
     return loss.metrics() if isinstance(loss, StepEmbeddingLoss) else {}
 
 
-def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None, on_figures=None) -> dict:
+def run(ctx: Context, model, training: TrainingSet, splits) -> None:
+    """The train stage: fine-tune `model` in place on `training` (mine.TrainingSet), evaluating on
+    the dev split as eval.* says; what training measured on the run's result (cost/* predicted
+    before the first step; train/*, step/*, time/* after; train/loss and dev/* as logged)."""
+    cfg, hardware, result = ctx.cfg, ctx.hardware, ctx.result
+    result.add(cost.predict(cfg, model, training.rows, training.bank))
+    dev = evaluate.dev_setup(cfg.eval, splits, cfg.split.seed)
+    result.add(dev.sizes)
+    cost.reset_peak_memory(hardware.device)
+    start = time.perf_counter()
+    with progress.stage("train"):
+        train_log = fit(cfg, model, training.rows, hardware, dev, result.run_dir, training.bank, result.add_step)
+    result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device) | train_log["step"])
+    texts = sum(parallel.all_gather(step_texts(train_log, cfg.train.batch_size, cfg.k)))  # every process's
+    figures = train_metrics(train_log, texts)
+    result.add(figures, {warning(name): text for name, text in eval_cost_warnings(figures, train_log).items()})
+
+
+def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None, on_figures=None) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
     Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
@@ -134,7 +159,8 @@ def run(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=Non
                                 tuple(c for c in (callback, TrainReport(on_figures)) if c))
     clock = EvalClock(trainer)
     trainer.train()
-    warnings = {"eval_cadence": callback.warning} if callback and callback.warning else {}
+    late = getattr(callback, "warning", None)
+    warnings = {"eval_cadence": late} if late else {}
     if dev.evaluates and not clock.ran_in_training():
         if cfg.eval.cadence != "final":
             warnings["eval_cadence"] = (f"eval.cadence={cfg.eval.cadence} never fired in the "

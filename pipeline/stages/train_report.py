@@ -3,7 +3,7 @@
 The trainer's own PrinterCallback prints raw log dicts to stdout; this callback
 replaces it: progress with the latest loss and an ETA, one line per dev
 evaluation, and every figure the trainer logs handed to `on_figures(step,
-figures)` the moment it is logged (the runner passes RunResult.add_step, so the
+figures)` the moment it is logged (the train stage passes RunResult.add_step, so the
 curves reach MLflow during training; this stage never sees MLflow).
 """
 
@@ -15,6 +15,7 @@ from typing import Callable
 from transformers import TrainerCallback
 
 from pipeline.progress import Progress
+from pipeline.stages import cost
 
 log = logging.getLogger(__name__)
 _DEV_PREFIX = "eval_dev_cosine_"
@@ -66,3 +67,51 @@ class TrainReport(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.progress.close()
+
+
+def step_texts(train_log: dict, batch_size: int, k: int) -> float:
+    """Texts this process fed the model per step: those the loss measured (with and without
+    gradients); a loss that embeds its own texts measures none, and B * (2 + k) stands in."""
+    step = train_log["step"]
+    return (step["step/texts_with_grad"] + step["step/texts_without_grad"] if step
+            else cost.texts_per_step(batch_size, k))
+
+
+def train_metrics(train_log: dict, texts_per_step: float) -> dict[str, float]:
+    """Throughput from the trainer's log history; dev-evaluation cost from the timed evaluations.
+
+    Pure training time is the training loop minus the evaluations inside it (bank refreshes
+    stay in); the eval fraction divides all dev evaluation time (a final one after the loop
+    included) by it. `texts_per_step` counts every process's texts (step_texts, summed).
+    """
+    history = train_log["log_history"]
+    summary = next(entry for entry in reversed(history) if "train_runtime" in entry)
+    evals = train_log["dev_evals"]
+    eval_s = sum(entry["seconds"] for entry in evals)
+    steps = train_log["global_step"]
+    pure_s = max(summary["train_runtime"] - sum(e["seconds"] for e in evals if e["in_train"]), 1e-9)
+    return {
+        "train/steps": steps,
+        "train/runtime_s": summary["train_runtime"],
+        "train/samples_per_s": summary["train_samples_per_second"],
+        "train/texts_per_s": steps * texts_per_step / pure_s,
+        "train/s_per_step": pure_s / max(steps, 1),
+        "train/final_loss": summary["train_loss"],
+        "eval/count": len(evals),
+        "time/train_pure_s": pure_s,
+        "time/eval_in_train_s": eval_s,
+        "time/eval_fraction": eval_s / pure_s,
+    }
+
+
+def eval_cost_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
+    """Warnings worth a tag: the train stage's own, and dev evaluation costing more than training."""
+    warnings = dict(train_log["warnings"])
+    if metrics["time/eval_fraction"] > 1:
+        warnings["eval_dominates"] = (
+            f"dev evaluation took {metrics['time/eval_in_train_s']:.1f} s, "
+            f"{metrics['time/eval_fraction']:.1f}x the pure training time: evaluate less often "
+            "(eval.cadence, eval.every), cap the dev set (split.max_dev, eval.dev_max_corpus) "
+            "or use eval.kind=loss.")
+        log.warning(warnings["eval_dominates"])
+    return warnings

@@ -75,9 +75,11 @@ def _same_dataset_logged_meanwhile(exc: BaseException) -> bool:
     """Whether a failed log_input was that unique-key clash (an IntegrityError behind MLflow's)."""
     from sqlalchemy.exc import IntegrityError
 
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, IntegrityError):
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, IntegrityError):
             return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        seen = seen.__cause__ or seen.__context__
     return False

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pipeline import redact
-from pipeline.tracking.names import MODEL_LOAD, MODEL_URI
+from pipeline.names import MODEL_LOAD, MODEL_URI
 
 log = logging.getLogger(__name__)
 ARTIFACT = "model"

@@ -4,13 +4,11 @@ per-query test scores, and logging the report's files on the sweep's parent run.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.tracking.names import (CONFIG_HASH, PARENT_RUN, PER_QUERY_ARTIFACT, REUSED, SWEEP_ID,
-                                     SWEEP_OVERRIDES, SWEEP_PARENT)
+from pipeline.names import CONFIG_HASH, PARENT_RUN, PER_QUERY_ARTIFACT, REUSED, SWEEP_ID, SWEEP_OVERRIDES, SWEEP_PARENT
 
 
 def _sweeps(client, experiment_id: str) -> list:
@@ -98,7 +96,6 @@ def _latest_per_config_hash(runs: list) -> list:
 def per_query_scores(client, run) -> dict | None:
     """The run's per-query test scores ({"test_set": fingerprint, "queries": {id: {metric: value}}}),
     or None for a run logged before the pipeline saved them."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run buries the table
     folder = PER_QUERY_ARTIFACT.rpartition("/")[0]
     if PER_QUERY_ARTIFACT not in {a.path for a in client.list_artifacts(run.info.run_id, folder)}:
         return None

@@ -2,7 +2,7 @@
 
 kill -9, a crash of the machine or a lost node leave an MLflow run RUNNING forever:
 its process could not end it. Every run records host, boot, pid, start time and
-SLURM job (pipeline.run.provenance.process_tags); the pipeline and the report then
+SLURM job (pipeline.tracking.provenance.process_tags); the pipeline and the report then
 end such a run when this host can prove its process is gone: same host and boot
 with the pid no longer there (or reused by a younger process), another boot of
 this host, or a SLURM job that squeue no longer lists. A run on another host is
@@ -16,9 +16,9 @@ import socket
 import subprocess
 import time
 
-from pipeline.tracking import names
+from pipeline import names
 
-# Tags the reaper reads (written by pipeline.run.provenance.process_tags).
+# Tags the reaper reads (written by pipeline.tracking.provenance.process_tags).
 HOST, BOOT, PID, STARTED, JOB = "host/name", "host/boot_id", "host/pid", "host/started", "launcher/job_id"
 
 
@@ -55,7 +55,7 @@ def why_gone(tags: dict[str, str], host: str, boot: str) -> str | None:
 
 def reap(client, experiment_ids: list[str], found_by: str) -> list[str]:
     """End every provably orphaned RUNNING run of these experiments KILLED; the ids it ended."""
-    from pipeline.run.provenance import boot_id
+    from pipeline.tracking.provenance import boot_id
 
     host, boot = socket.gethostname(), boot_id()
     ended = []

@@ -18,9 +18,9 @@ from typing import Iterator, Mapping
 from omegaconf import DictConfig
 
 from pipeline import redact
-from pipeline.run.result import RunResult
+from pipeline.names import ERROR, MODEL_URI
+from pipeline.result import RunResult
 from pipeline.tracking import data_inputs, model_log, reaper, store
-from pipeline.tracking.names import ERROR, MODEL_URI
 
 log = logging.getLogger(__name__)
 

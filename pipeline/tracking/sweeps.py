@@ -15,10 +15,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.tracking import names, reaper, store
+from pipeline import names
+from pipeline.tracking import reaper, store
 
 PARENT_FILE = "sweep.json"
 # Keys that say where results go, not what they are: left out of the config hash.
@@ -27,7 +29,7 @@ _UNHASHED = ("paths", "mlflow", "resume", "report")
 
 @dataclass
 class ParentRun:
-    client: object
+    client: Any  # mlflow.MlflowClient
     experiment_id: str
     run_id: str
     sweep_id: str

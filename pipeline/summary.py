@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import redact
+from pipeline.names import MODEL_LOAD
 from pipeline.progress import clock
-from pipeline.run.provenance import PROJECT
-from pipeline.run.result import RunResult
-from pipeline.tracking.names import MODEL_LOAD
+from pipeline.result import RunResult
+from pipeline.tracking.provenance import PROJECT
 
 # (row label, time metric, cache stage whose hit tag applies); mining's time includes embedding's.
 _STAGES = [("split", "time/split_s", "split"), ("mine", "time/mine_s", "mine"),
@@ -24,8 +24,8 @@ _METRICS = [("nDCG@10", "ndcg_at_10"), ("MRR@10", "mrr_at_10"), ("R@1", "recall_
 def _stage_rows(result: RunResult) -> list[str]:
     rows = [f"  {'stage':<10} {'time':>8}  cache"]
     for label, metric, cached in _STAGES:
-        hit = result.tags.get(f"cache/{cached}_hit") if cached else None
-        if metric not in result.metrics or (cached and hit is None):  # a stage this run skipped (k=0)
+        hit = result.tags.get(f"cache/{cached}_hit", "") if cached else ""
+        if metric not in result.metrics or (cached and not hit):  # a stage this run skipped (k=0)
             continue
         cache = {"true": "hit", "false": "miss (built)"}.get(hit, "")
         rows.append(f"  {label:<10} {clock(result.metrics[metric]):>8}  {cache}".rstrip())

@@ -1,14 +1,10 @@
-"""Plan mode (`plan=true`): price a run before paying for it.
+"""Calibration: a few real training steps of a run's own trainer and loss, timed.
 
-Prints one line per job: which stages would run or hit the cache, the cost
-model's figures, and a training-time estimate from a few real training steps on
-this hardware. Prepares inputs exactly as a run does (pipeline.run.prepare), but
-never mines, never trains the run's model for real, never opens an MLflow run.
-
-Its time is bounded whatever the run's size: a step of more than
-CALIBRATION_TOKENS padded tokens is calibrated at a smaller batch (same k, same
-data, same step embedding) and the measured seconds are scaled by the padded
-tokens per step the run's step would embed, and the line says so.
+Plan mode prices a run with it, a seconds budget turns into steps with it, and the benchmarks
+time each step-embedding mode with it. Its time is bounded whatever the run's size: a step of
+more than CALIBRATION_TOKENS padded tokens is calibrated at a smaller batch (same k, same data,
+same step embedding) and the measured seconds are scaled by the padded tokens per step the
+run's step would embed.
 """
 
 from __future__ import annotations
@@ -23,11 +19,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
-from pipeline.losses import negatives_mode
-from pipeline.run import cost
-from pipeline.run.cache import StageCache
-from pipeline.run.prepare import prepare, stage_keys
-from pipeline.run.result import RunResult
+from pipeline.losses import LOSSES
+from pipeline.stages import cost
+
+
+def merged(cfg: DictConfig, *changes: dict) -> DictConfig:
+    """A copy of run config `cfg` with `changes` merged in."""
+    out = OmegaConf.merge(cfg, *changes)
+    assert isinstance(out, DictConfig)
+    return out
 
 # Timed calibration steps, after one untimed warm-up step.
 CALIBRATION_STEPS = 3
@@ -70,9 +70,8 @@ def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATI
     left out of the timed steps: refresh_seconds prices them."""
     from pipeline.stages.train import step_figures, trainer_for
 
-    short = OmegaConf.merge(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2},
-                                  "eval": {"cadence": "none"}},
-                            {"loss": {"bank_refresh_steps": 0}} if bank else {})
+    short = merged(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2}, "eval": {"cadence": "none"}},
+                   {"loss": {"bank_refresh_steps": 0}} if bank else {})
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         trainer, loss = trainer_for(short, hardware, model, train_ds, bank, Path(out), callbacks=(timer,))
@@ -97,12 +96,10 @@ def refresh_seconds(model, corpus: list[str], batch_size: int, sample: int = 256
 def calibration_batch(cfg: DictConfig, padded_per_step: float) -> int:
     """The batch a calibration step runs at: the run's own, or as much of it as CALIBRATION_TOKENS
     allows (at least 2 rows where other rows are negatives)."""
-    from pipeline.losses import LOSSES
-
     batch = cfg.train.batch_size
     if padded_per_step <= CALIBRATION_TOKENS:
         return batch
-    smallest = 2 if LOSSES[cfg.loss.name].in_batch else 1
+    smallest = 2 if LOSSES[cfg.loss.name].keys.in_batch else 1
     return min(batch, max(smallest, int(batch * CALIBRATION_TOKENS / padded_per_step)))
 
 
@@ -118,7 +115,7 @@ def estimate(cfg: DictConfig, hardware, model, train_ds, padded_per_step: float,
     if batch == cfg.train.batch_size:
         seconds = calibrate(cfg, hardware, model, train_ds, bank=bank).seconds
         return statistics.median(seconds), f"{len(seconds)} steps at batch {batch}: measured"
-    smaller = OmegaConf.merge(cfg, {"train": {"batch_size": batch}})
+    smaller = merged(cfg, {"train": {"batch_size": batch}})
     if "mini_batch_size" in cfg.loss:
         smaller.loss.mini_batch_size = min(cfg.loss.mini_batch_size, batch)
     padded = padded_tokens(cost.predict(smaller, model, train_ds, bank))
@@ -127,52 +124,3 @@ def estimate(cfg: DictConfig, hardware, model, train_ds, padded_per_step: float,
     return statistics.median(seconds) * scale, (
         f"{len(seconds)} steps at batch {batch} of {cfg.train.batch_size}, scaled x{scale:.1f} by "
         f"padded tokens per step ({padded:,.0f} -> {padded_per_step:,.0f}): estimated")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def run(cfg: DictConfig, hardware) -> str:
-    """The plan line for config `cfg` (builds the split into the cache if absent: cost needs data)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    cache = StageCache(cfg.paths.cache_dir)
-    status = {stage: "cached" if cache.lookup(stage, key) else "would run"
-              for stage, key in stage_keys(cfg).items()}
-    prepared = prepare(cfg, hardware, RunResult(Path(cfg.paths.run_dir)), mine_negatives=False)
-    figures = cost.predict(cfg, prepared.model, prepared.train_ds, prepared.bank)
-    s_per_step, how = estimate(cfg, hardware, prepared.model, prepared.train_ds, padded_tokens(figures),
-                               prepared.bank)
-    train_s = s_per_step * figures["cost/steps"]
-    refreshes = ""
-    if prepared.bank is not None and figures["cost/bank_refreshes"]:
-        each_s = refresh_seconds(prepared.model, prepared.bank.corpus, cfg.miner.batch_size)
-        train_s += figures["cost/bank_refreshes"] * each_s
-        refreshes = (f", plus {figures['cost/bank_refreshes']} bank refreshes of "
-                     f"{figures['cost/bank_corpus']:,} texts at {each_s:.3g} s each (timed on a sample)")
-    stages = ", ".join(f"{stage} {state}" for stage, state in status.items())
-    return (f"plan k={cfg.k} loss={cfg.loss.name} batch={cfg.train.batch_size} "
-            f"model={cfg.model.kind} hardware={hardware.device}/{hardware.precision} | "
-            f"stages: {stages}, train would run, test would run | "
-            f"per step (predicted): {figures['cost/texts_per_step']:,} texts, "
-            f"{figures['cost/tokens_per_step_real']:,.0f} tokens real / "
-            f"{figures['cost/tokens_per_step_padded']:,.0f} padded, scores "
-            f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,}{_mode(cfg, figures)} | "
-            f"{figures['cost/steps']:,} steps ({figures['cost/steps_per_epoch']:,}/epoch, "
-            f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({prepared.negatives} "
-            f"negatives, {how}): {s_per_step:.3g} s/step{refreshes}, training estimate "
-            f"{_minutes(train_s)} (dev evaluation not included)")
-
-
-def _mode(cfg: DictConfig, figures: dict) -> str:
-    """What this run's step embeds instead of the plain recipe's (a wrapped loss only)."""
-    if negatives_mode(cfg) is None:
-        return ""
-    options = [name for name in ("length_aware", "dedupe") if cfg.loss[name]]
-    return (f"; this run (negatives={negatives_mode(cfg)}{''.join(', ' + o for o in options)}): "
-            f"{figures['cost/step_texts_with_grad']:,.0f} texts with gradients + "
-            f"{figures['cost/step_texts_without_grad']:,.0f} without, "
-            f"{figures['cost/step_tokens_real']:,.0f} tokens real / "
-            f"{figures['cost/step_tokens_padded']:,.0f} padded")

@@ -9,6 +9,7 @@ or edited file, a file gone) is not read as valid either: it is rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,14 +17,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 from filelock import FileLock
 
 _MARKER = "_complete.json"
 
 
-def stage_key(stage: str, version: str, config, upstream: list[str] = (), fingerprint: str = "") -> str:
+def stage_key(stage: str, version: str, config, upstream: Sequence[str] = (), fingerprint: str = "") -> str:
     """Hash of (stage, its code version, its resolved config, upstream keys, input fingerprint)."""
     payload = json.dumps(
         {"stage": stage, "version": version, "config": config,
@@ -52,7 +53,7 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def _manifest(entry_dir: Path) -> dict[str, str]:
+def _manifest(entry_dir: Path) -> dict[str, str | None]:
     """sha256 of every file under entry_dir but the marker, by relative path."""
     files = sorted(p for p in entry_dir.rglob("*") if p.is_file() and p.name != _MARKER)
     return {str(p.relative_to(entry_dir)): _sha256(p) for p in files}
@@ -84,17 +85,17 @@ class StageCache:
         """The complete entry for (stage, key) if there is one; reads only, builds nothing."""
         return self._read(stage, key, self.root / stage / key, hit=True)
 
-    def get_or_build(self, stage: str, key: str, build: Callable[[Path], None]) -> Entry:
-        """The entry for (stage, key), built by `build(tmp_dir)` if absent or incomplete."""
+    @contextlib.contextmanager
+    def claim(self, stage: str, key: str) -> Iterator[Path | None]:
+        """Hold the entry's lock: yield a fresh temp dir to build (stage, key) into, or None if the
+        entry is complete (built meanwhile by another job). A block that ends without an error
+        commits the build: its files are hashed into the marker and the dir renamed into place."""
         final = self.root / stage / key
-        entry = self._read(stage, key, final, hit=True)
-        if entry:
-            return entry
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
-            entry = self._read(stage, key, final, hit=True)  # another job built it meanwhile
-            if entry:
-                return entry
+            if self._read(stage, key, final, hit=True):
+                yield None
+                return
             tmp = final.parent / f".tmp-{key}"
             for stale in (tmp, final):  # leftovers of a killed build, or a corrupt entry
                 if stale.exists():
@@ -102,12 +103,23 @@ class StageCache:
             tmp.mkdir()
             start = time.perf_counter()
             try:
-                build(tmp)
+                yield tmp
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            build_s = time.perf_counter() - start
-            (tmp / _MARKER).write_text(json.dumps({"build_s": build_s, "built_at": time.time(),
+            (tmp / _MARKER).write_text(json.dumps({"build_s": time.perf_counter() - start, "built_at": time.time(),
                                                    "files": _manifest(tmp)}))
             os.rename(tmp, final)
-        return Entry(stage, key, final, False, build_s)
+
+    def get_or_build(self, stage: str, key: str, build: Callable[[Path], None]) -> Entry:
+        """The entry for (stage, key), built by `build(tmp_dir)` if absent or incomplete."""
+        entry = self.lookup(stage, key)
+        if entry:
+            return entry
+        with self.claim(stage, key) as tmp:
+            if tmp is not None:
+                build(tmp)
+        entry = self.lookup(stage, key)
+        if entry is None:
+            raise OSError(f"the {stage} entry {key} was built but cannot be read back from {self.root}")
+        return Entry(stage, key, entry.path, tmp is None, entry.build_s)

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from omegaconf import DictConfig
 
-from pipeline import progress, redact
+from pipeline import redact
 from pipeline.errors import PipelineError
 from pipeline.stages import docstrings, sources, test_sets
 
@@ -87,8 +87,8 @@ def _check_server(uri: str, shown: str, timeout_s: float) -> None:
     """The server answers /health within the timeout; a user:password in the URI is sent as basic
     auth (urllib does not take it from the URL), never printed."""
     parts = urlsplit(uri)
-    request = urllib.request.Request(urlunsplit(parts._replace(netloc=parts.hostname + (
-        f":{parts.port}" if parts.port else ""))).rstrip("/") + "/health")
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health")
     if parts.username is not None:
         token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode())
         request.add_header("Authorization", f"Basic {token.decode()}")
@@ -146,9 +146,9 @@ def check_data(cfg: DictConfig, group_column: str | None) -> None:
 
 
 def preflight(cfg: DictConfig) -> None:
-    """Run every check, the progress settings in the environment first (the outputs dir is
-    checked earlier, by a Hydra callback)."""
-    progress.check_environment()
+    """Run every check (the outputs dir first: a Hydra callback checks it too, before Hydra makes
+    the run dir)."""
+    check_writable(cfg.paths.outputs_dir)
     check_data(cfg.data, cfg.split.group_column)
     if cfg.eval.test is not None:
         test_sets.check(cfg.eval.test)

@@ -4,8 +4,9 @@ With batch B and k hard negatives the plain recipe's step embeds B anchors, B
 positives and B*k negatives; what it costs follows tokens (and padding) more than
 texts, so token counts come from tokenizing the training data the way the trainer
 batches it. What this run's step embeds instead (loss.negatives, length_aware,
-dedupe) comes from the run's own StepEmbedder, fed those batches. After training, peak memory is measured here too; s/step and texts/s come from
-the trainer's own log (pipeline.run.runner.train_metrics).
+dedupe) comes from the run's own StepEmbedder, fed those batches. After training, peak memory
+is measured here too; s/step and texts/s come from the trainer's own log
+(pipeline.stages.train_report.train_metrics).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from pipeline import distributed
+from pipeline import parallel
 from pipeline.losses import LOSSES, negatives_mode
 from pipeline.losses.step_embedding import StepCounts, StepEmbedder
 
@@ -89,7 +90,7 @@ def bank_refreshes(steps: int, every: int) -> int:
 def _mode_figures(cfg: DictConfig, counts: StepCounts, steps: int, bank) -> dict[str, float]:
     """What this run's loss.negatives, length_aware and dedupe make a step embed (cost/step_*, the
     predicted counterparts of the measured step/* figures), and a bank's refreshes."""
-    figures = {"cost/step_texts_with_grad": counts.texts_with_grad,
+    figures: dict[str, float] = {"cost/step_texts_with_grad": counts.texts_with_grad,
                "cost/step_texts_without_grad": counts.texts_without_grad,
                "cost/step_tokens_real": counts.tokens_real, "cost/step_tokens_padded": counts.tokens_padded}
     if negatives_mode(cfg) == "bank":
@@ -102,7 +103,7 @@ def _mode_figures(cfg: DictConfig, counts: StepCounts, steps: int, bank) -> dict
 def predict(cfg: DictConfig, model, train_ds, bank=None) -> dict[str, float]:
     """The cost/* figures of training `model` on `train_ds` (texts: anchor, positive, negatives)
     with config `cfg`; `bank` (prepare.Bank) in bank mode, for its corpus size."""
-    batch, k, world = cfg.train.batch_size, cfg.k, distributed.world_size()
+    batch, k, world = cfg.train.batch_size, cfg.k, parallel.world_size()
     rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k, world if cfg.loss.get("gather_across_devices") else 1)
     per_epoch, steps = total_steps(len(train_ds), cfg.train, world)
     mode = negatives_mode(cfg)

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline.tracking.names import CODE_HASH, GIT_COMMIT, GIT_DIRTY
+from pipeline.names import CODE_HASH, GIT_COMMIT, GIT_DIRTY
 
 PROJECT = Path(__file__).resolve().parents[2]
 # What a run's behaviour depends on: the package, the configs and the Hydra plugin.

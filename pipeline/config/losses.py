@@ -1,0 +1,139 @@
+"""The loss group's options: one dataclass per loss, its keys and what it accepts.
+
+Each class is the loss's whole declaration: its config keys (with defaults and allowed values),
+and as class attributes the k and batch it accepts and why, and the step-embedding modes it
+takes. Config rules (pipeline.config.rules) read them to refuse a bad combination before any
+model loads; pipeline.losses builds the loss module from the same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+from pipeline.config.declare import above, key, whole
+
+MAX_K = 64
+# Where a wrapped loss's negatives' vectors come from (pipeline/losses/embedding_modes.py).
+NEGATIVES_MODES = ("live", "frozen", "bank")
+
+
+@dataclass
+class LossKeys:
+    """What every loss declares besides its keys (class attributes, not config keys)."""
+
+    name: str = "?"
+    min_k: ClassVar[int] = 0
+    max_k: ClassVar[int] = MAX_K
+    k_reason: ClassVar[str] = ""  # why a k outside min_k..max_k is refused
+    in_batch: ClassVar[bool] = False  # other rows' candidates are negatives too: needs batch >= 2
+    needs_transformer: ClassVar[str] = ""  # why model=static is refused, if it is
+    # loss.negatives modes it takes; () = it embeds its own texts (not wrapped in StepEmbeddingLoss).
+    modes: ClassVar[tuple[str, ...]] = ()
+    negatives_reason: ClassVar[str] = ""  # why the other modes (or all, when negatives is ()) are refused
+
+
+@dataclass
+class StepEmbeddingKeys:
+    """How a wrapped loss's step embeds its texts (docs/losses.md)."""
+
+    # Where the k hard negatives' vectors come from: live (embedded with gradients, the plain
+    # recipe), frozen (embedded in the same step, forward only) or bank (looked up in a memory bank
+    # of the corpus, re-encoded every bank_refresh_steps: a step embeds only anchors and positives).
+    negatives: str = key("live", f"one of {', '.join(NEGATIVES_MODES)} (the loss's own modes: the rule "
+                         "loss_takes_the_negatives_mode)")
+    # bank only: optimizer steps between re-encodings of the corpus (0 = never: the bank keeps the
+    # vectors the mining stage computed with the base model).
+    bank_refresh_steps: int = key(100, "0 (never: the bank keeps the mining stage's vectors) or a number of "
+                                  "steps between re-encodings of the corpus, e.g. 100", whole(0))
+    # Embed a step's texts in chunks of similar token count, each padded to its own longest text
+    # (exact: only padding work goes), at most chunk_budget rows x padded tokens a chunk (a key
+    # without "token" in its name: params naming a token are kept out of MLflow).
+    length_aware: bool = True
+    chunk_budget: int = key(1024, "at least 1 token", whole(1))
+    # Embed each distinct text of a step once; every use gets its gradient. Off by default: the
+    # no_duplicates sampler already keeps repeats out of a batch.
+    dedupe: bool = False
+
+
+SCALE = "above 0 (it is 1 / temperature)"
+GATHER = "true or false"
+
+
+@dataclass
+class Mnrl(StepEmbeddingKeys, LossKeys):
+    """MultipleNegativesRankingLoss: in-batch negatives plus the k hard negatives."""
+
+    name: str = "mnrl"
+    scale: float = key(20.0, SCALE, above(0))
+    # Multi-process runs: score every process's candidates as in-batch negatives.
+    gather_across_devices: bool = False
+    in_batch: ClassVar[bool] = True
+    modes: ClassVar[tuple[str, ...]] = NEGATIVES_MODES
+
+
+@dataclass
+class HnOnly(Mnrl):
+    """InfoNCE over each query's own positive and its k hard negatives only (losses/hn_only.py)."""
+
+    name: str = "hn_only"
+    min_k: ClassVar[int] = 1
+    k_reason: ClassVar[str] = ("it contrasts each query's positive with its own hard negatives only, so it "
+                               "needs at least one")
+    in_batch: ClassVar[bool] = False
+
+
+@dataclass
+class CachedMnrl(LossKeys):
+    """CachedMultipleNegativesRankingLoss (GradCache): MNRL's scores and gradients with activation
+    memory bounded by mini_batch_size rows at a time."""
+
+    name: str = "cached_mnrl"
+    scale: float = key(20.0, SCALE, above(0))
+    gather_across_devices: bool = False
+    # Rows of the batch embedded at once: 1..train.batch_size.
+    mini_batch_size: int = 8
+    in_batch: ClassVar[bool] = True
+    needs_transformer: ClassVar[str] = ("GradCache splits each column into mini-batches, and StaticEmbedding's "
+                                        "flat token stream has no batch dimension to split")
+    negatives_reason: ClassVar[str] = ("GradCache embeds the step itself, in mini-batches, so the step-embedding "
+                                       "keys (negatives, length_aware, dedupe, ...) have nothing to act on")
+
+
+@dataclass
+class Gist(LossKeys):
+    """GISTEmbedLoss: in-batch negatives the guide model rates above the positive are masked out as
+    likely false negatives."""
+
+    name: str = "gist"
+    gather_across_devices: bool = False
+    # null = a frozen copy of the base model; or a hub id / local model directory.
+    guide: Optional[str] = None
+    temperature: float = key(0.01, "above 0", above(0))
+    margin_strategy: str = key("absolute", choices=("absolute", "relative"))
+    margin: float = key(0.0, "0 or more", lambda v: v >= 0)
+    max_k: ClassVar[int] = 1
+    k_reason: ClassVar[str] = ("GISTEmbedLoss takes (anchor, positive) pairs or (anchor, positive, negative) "
+                               "triplets only")
+    in_batch: ClassVar[bool] = True
+    needs_transformer: ClassVar[str] = "GISTEmbedLoss needs a transformers tokenizer, which StaticEmbedding lacks"
+    negatives_reason: ClassVar[str] = ("GISTEmbedLoss embeds the step itself, with its guide model beside the "
+                                       "trained one, so the step-embedding keys (negatives, length_aware, dedupe, "
+                                       "...) have nothing to act on")
+
+
+@dataclass
+class Triplet(StepEmbeddingKeys, LossKeys):
+    """TripletLoss on (anchor, positive, negative_i), averaged over the k negatives."""
+
+    name: str = "triplet"
+    distance: str = key("euclidean", choices=("euclidean", "cosine", "manhattan"))
+    margin: float = key(5.0, "0 or more", lambda v: v >= 0)
+    min_k: ClassVar[int] = 1
+    k_reason: ClassVar[str] = "each triplet needs a hard negative"
+    modes: ClassVar[tuple[str, ...]] = ("live", "frozen")
+    negatives_reason: ClassVar[str] = ("a triplet distance depends on the vectors' norms, and a bank starts from "
+                                       "the mining stage's normalized vectors, which the model's own need not be")
+
+
+LOSSES: dict[str, type[LossKeys]] = {spec.name: spec for spec in (Mnrl, HnOnly, CachedMnrl, Gist, Triplet)}
