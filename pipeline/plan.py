@@ -14,8 +14,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from pipeline.losses import negatives_mode
-from pipeline.stages import cost, embed, evaluate, mine, split
-from pipeline.stages.calibration import estimate, padded_tokens, refresh_seconds
+from pipeline.stages import budget, cost, embed, evaluate, mine, split
+from pipeline.stages.calibration import estimate, merged, padded_tokens, refresh_seconds
 from pipeline.stages.mine import TrainingSet
 from pipeline.stages.stage import Context
 
@@ -36,12 +36,22 @@ def statuses(ctx: Context) -> str:
 def line(ctx: Context, model, training: TrainingSet) -> str:
     """The plan line for the run `ctx` (the split is built into the cache if absent: cost needs data)."""
     cfg, hardware = ctx.cfg, ctx.hardware
-    figures = cost.predict(cfg, model, training.rows, training.bank)
-    s_per_step, how = estimate(cfg, hardware, model, training.rows, padded_tokens(figures), training.bank)
+    step = cost.per_step(cfg, model, training.rows, training.bank)
+    s_per_step, how = estimate(cfg, hardware, model, training.rows, padded_tokens(step), training.bank)
+    each_s = refresh_seconds(model, training.bank.corpus, cfg.miner.batch_size) \
+        if training.bank is not None and cfg.loss.bank_refresh_steps else 0.0
+    bought = ""
+    if cfg.train.budget is not None:
+        unit = cfg.train.budget_unit
+        per_step = (s_per_step + each_s / (cfg.loss.get("bank_refresh_steps") or 1) if unit == "seconds"
+                    else budget.step_cost(cfg, step))
+        steps = budget.steps_bought(cfg, per_step)
+        cfg = merged(cfg, {"train": {"max_steps": steps}})
+        bought = f"train.budget={cfg.train.budget:g} {unit} buys {steps:,} steps at {per_step:,.4g} {unit} each | "
+    figures = cost.predict(cfg, model, training.rows, training.bank, step)
     train_s = s_per_step * figures["cost/steps"]
     refreshes = ""
     if training.bank is not None and figures["cost/bank_refreshes"]:
-        each_s = refresh_seconds(model, training.bank.corpus, cfg.miner.batch_size)
         train_s += figures["cost/bank_refreshes"] * each_s
         refreshes = (f", plus {figures['cost/bank_refreshes']} bank refreshes of "
                      f"{figures['cost/bank_corpus']:,} texts at {each_s:.3g} s each (timed on a sample)")
@@ -52,7 +62,7 @@ def line(ctx: Context, model, training: TrainingSet) -> str:
             f"{figures['cost/tokens_per_step_real']:,.0f} tokens real / "
             f"{figures['cost/tokens_per_step_padded']:,.0f} padded, scores "
             f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,}{_mode(cfg, figures)} | "
-            f"{figures['cost/steps']:,} steps ({figures['cost/steps_per_epoch']:,}/epoch, "
+            f"{bought}{figures['cost/steps']:,} steps ({figures['cost/steps_per_epoch']:,}/epoch, "
             f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({training.negatives} "
             f"negatives, {how}): {s_per_step:.3g} s/step{refreshes}, training estimate "
             f"{_minutes(train_s)} (dev evaluation not included)")

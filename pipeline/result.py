@@ -38,12 +38,14 @@ class RunResult:
     def model_dir(self) -> Path:
         return self.run_dir / "model"
 
-    def add(self, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None) -> None:
-        """Record figures that hold for the whole run, and pass them on."""
+    def add(self, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+            step: int | None = None) -> None:
+        """Record figures that hold for the whole run, and pass them on (at `step`: the last point
+        of a curve that add_step drew)."""
         if metrics:
             self.metrics.update(metrics)
             if self.sink:
-                self.sink.log_metrics(metrics)
+                self.sink.log_metrics(metrics, step=step)
         if tags:
             self.tags.update(tags)
             if self.sink:

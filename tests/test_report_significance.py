@@ -86,3 +86,41 @@ def test_without_any_per_query_scores_there_is_no_recommendation(sweep):
     assert comparison.best is None and comparison.recommended is None
     assert all(row["nDCG@10 CI"] is None for row in rows)
     assert recommendation(comparison, rows).startswith("Recommendation: n/a: no run here saved per-query")
+
+
+def _budget_row(k: int, budget: float, negatives: str, run: str, per_run: dict) -> dict:
+    return _row(k, 1.0, [run], per_run) | {"budget": budget, "unit": "texts", "negatives": negatives,
+                                           "spent": (budget, None)}
+
+
+def test_at_equal_cost_each_budget_gets_its_best_row_and_the_smallest_sufficient_budget_is_named():
+    from pipeline.report.budgets import at_equal_cost, lines, smallest_sufficient
+
+    steady = np.tile([0.01, -0.01], 100)
+    per_run = {"a": _scores(BASE), "b": _scores(BASE + 0.08 + steady), "c": _scores(BASE + 0.02),
+               "d": _scores(BASE + 0.15), "e": _scores(BASE + 0.14 + np.tile([0.2, -0.2], 100))}
+    rows = [_budget_row(0, 1000, "none", "a", per_run), _budget_row(8, 1000, "bank online", "b", per_run),
+            _budget_row(8, 4000, "live", "c", per_run), _budget_row(8, 4000, "bank online", "d", per_run),
+            _budget_row(32, 4000, "bank online", "e", per_run)]
+    compare(rows, per_run)
+    answers = at_equal_cost(rows)
+    assert [(a.budget, a.best["runs"]) for a in answers] == [(1000, "b"), (4000, "d")]
+    small, large = answers
+    assert small.vs_best[id(rows[0])].significant  # 0.08 below on every query
+    assert [row["runs"] for row in large.as_good()] == ["d", "e"]  # e: 0.01 below, swinging ±0.2 a query
+    found, difference = smallest_sufficient(answers)
+    assert found is large and difference is None  # 1000's best is 0.07 below 4000's on every query
+    text = lines(answers)
+    assert text[0].startswith("For budget 1,000 texts: k=8, mnrl, negatives=bank online (nDCG@10 ")
+    assert "not significantly below it at 95 %: k=32, mnrl, negatives=bank online" in text[1]
+    assert text[-1].startswith("Smallest budget whose quality is not significantly below the best: 4,000 texts")
+
+
+def test_without_budgets_there_is_no_answer_at_equal_cost(sweep):
+    from pipeline.report.budgets import at_equal_cost, smallest_sufficient
+
+    rows, per_run = sweep
+    for row in rows:
+        row["budget"] = None
+    compare(rows, per_run)
+    assert at_equal_cost(rows) == [] and smallest_sufficient([]) is None

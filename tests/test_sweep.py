@@ -105,6 +105,31 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
     assert "no sweep 'no-such-sweep'" in unknown.stderr and sweep_id in unknown.stderr
 
 
+def test_a_budget_sweep_is_answered_at_equal_cost(cli):
+    """Two budgets x k = 0, 4 with bank negatives re-mined online: every job spends its budget
+    (within one step), and the report answers per budget, names the smallest sufficient budget,
+    and draws dev nDCG@10 against compute spent."""
+    result = cli.multirun("train.max_steps=-1", "train.budget=640,1280", "k=0,4", "loss.negatives=bank",
+                          "loss.bank_mining=online", "eval=fraction", "eval.every=0.5",
+                          "train.learning_rate=0.05", "report=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    parent, children = split_parent(cli.all_runs())
+    assert len(children) == 4
+    for child in children:
+        metrics, budget = child.data.metrics, float(child.data.params["train.budget"])
+        assert budget - metrics["budget/per_step"] < metrics["budget/spent"] <= budget
+    assert "### At equal cost" in result.stdout and "**For budget 640 texts: " in result.stdout
+    assert "**Smallest budget whose quality is not significantly below the best: " in result.stdout
+    import mlflow
+
+    client = mlflow.MlflowClient(cli.tracking_uri)
+    logged = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"pareto.png", "curves.png"} <= logged
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert tags["report/at_budget/640"].startswith("For budget 640 texts: k=")
+    assert tags["report/smallest_budget"].startswith("Smallest budget whose quality")
+
+
 def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread(cli, tmp_path):
     assert not (cli.root / "mlflow.db").exists()
     result = cli.multirun("hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "k=0,1", "seed=1,2")

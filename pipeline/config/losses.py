@@ -54,6 +54,10 @@ class StepEmbeddingKeys:
     # Embed each distinct text of a step once; every use gets its gradient. Off by default: the
     # no_duplicates sampler already keeps repeats out of a batch.
     dedupe: bool = False
+    # bank only: fixed (the negatives mined with the base model, looked up at the bank's vectors) or
+    # online (re-mined every step from the whole bank against the current model's anchors, through
+    # the miner's own filters: they stay hard as the model learns; pipeline/losses/memory_bank.py).
+    bank_mining: str = key("fixed", choices=("fixed", "online"))
 
 
 SCALE = "above 0 (it is 1 / temperature)"

@@ -225,6 +225,49 @@ def miner_tools_exist(cfg: DictConfig) -> None:
                             "(faiss-cpu), or set miner.use_faiss=false.")
 
 
+@rule
+def budget_decides_the_steps(cfg: DictConfig) -> None:
+    """A budget fixes the step count itself: max_steps beside it would say something else."""
+    train = cfg.train
+    if train.budget is not None and train.max_steps != -1:
+        raise refused("train.max_steps", train.max_steps, f"-1 while train.budget={train.budget:g} "
+                      f"{train.budget_unit} decides the steps",
+                      "Set one of them: train.max_steps=-1, or train.budget=null.")
+
+
+@rule
+def budget_unit_fits_the_loss(cfg: DictConfig) -> None:
+    """Tokens are counted where a step is embedded: by the step-embedding wrapper."""
+    train, spec = cfg.train, LOSSES[cfg.loss.name]
+    if train.budget is not None and train.budget_unit == "tokens" and not spec.modes:
+        raise refused("train.budget_unit", "tokens", f"texts or seconds for loss={cfg.loss.name}: it embeds its "
+                      "own texts, so the pipeline cannot count the tokens its steps feed the model")
+
+
+@rule
+def budget_buys_a_step(cfg: DictConfig) -> None:
+    """A budget in texts below one step's fewest texts with gradients (its anchors and positives)."""
+    train = cfg.train
+    if train.budget is None or train.budget_unit != "texts":
+        return
+    fewest = train.batch_size * (2 if LOSSES[cfg.loss.name].modes else 2 + cfg.k)
+    if train.budget < fewest:
+        raise refused("train.budget", train.budget, f"at least {fewest} texts: one step of train.batch_size="
+                      f"{train.batch_size} embeds at least that many with gradients",
+                      "Raise train.budget, or lower train.batch_size.")
+
+
+@rule
+def online_mining_needs_a_bank(cfg: DictConfig) -> None:
+    """Online mining re-mines from the memory bank: a loss that takes no bank negatives cannot have it
+    (like bank_refresh_steps, the key acts only when loss.negatives=bank, so a sweep over modes may set it)."""
+    loss, spec = cfg.loss, LOSSES[cfg.loss.name]
+    if loss.get("bank_mining") == "online" and "bank" not in spec.modes:
+        raise refused("loss.bank_mining", "online", f"fixed for loss={loss.name}: online mining re-mines each row's "
+                      f"negatives from the memory bank, and loss={loss.name} takes no bank negatives "
+                      f"({spec.negatives_reason})", "Use loss=mnrl or hn_only with loss.negatives=bank.")
+
+
 def validate(cfg: DictConfig):
     """Raise PipelineError on the first bad value in the composed config; return the resolved Hardware."""
     check_declarations(cfg)

@@ -21,6 +21,7 @@ from pipeline.config.losses import LOSSES
 SEED = "an integer from 0 to 4294967295 (numpy's seed range)"
 MAX_K = 64
 SOURCES = ("docstrings", "hf", "files")
+BUDGET_UNITS = ("texts", "tokens", "seconds")
 
 
 @dataclass
@@ -133,6 +134,12 @@ class Train:
     # no_duplicates keeps a text from appearing twice in a batch (a false in-batch negative).
     batch_sampler: str = key("no_duplicates", choices=("no_duplicates", "batch_sampler"))
     logging_steps: int = key(10, "at least 1 step", whole(1))
+    # The compute each job spends, in budget_unit (null: max_steps or epochs decide): it fixes the
+    # steps before training, so every job of a sweep spends the same (pipeline/stages/budget.py).
+    budget: Optional[float] = key(None, "null (train.max_steps or train.epochs decide) or the compute each job "
+                                  "spends, in train.budget_unit, above 0", lambda v: v is None or v > 0)
+    # texts (embedded with gradients), tokens (padded token-passes: a FLOP proxy) or seconds (this machine's).
+    budget_unit: str = key("texts", choices=BUDGET_UNITS)
 
 
 @dataclass
@@ -141,8 +148,9 @@ class Eval:
 
     cadence: str = key("fraction", choices=("none", "final", "epoch", "steps", "fraction"))
     every: Optional[float] = 0.25
-    # Dev corpus = dev positives, plus up to this many other positives as distractors.
-    dev_distractors: int = key(0, "0 or more documents", whole(0))
+    # Dev corpus = dev positives, plus up to this many train positives as distractors (without
+    # them a small dev split is too easy to show progress).
+    dev_distractors: int = key(500, "0 or more documents", whole(0))
     # Test corpus = test positives, plus up to this many train positives as distractors.
     test_distractors: int = key(1000, "0 or more documents", whole(0))
     batch_size: int = key(64, "at least 1", whole(1))

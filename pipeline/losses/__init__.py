@@ -118,6 +118,12 @@ def build_loss(cfg: DictConfig, model, bank=None):
     if mode is None:
         return loss
     from pipeline.losses.embedding_modes import StepEmbeddingLoss
+    from pipeline.losses.online_mining import MinerFilters, OnlineMiner
 
+    miner = None
+    if mode == "bank" and cfg.loss.bank_mining == "online":
+        m = cfg.miner
+        miner = OnlineMiner(MinerFilters(m.range_min, m.range_max, m.absolute_margin, m.relative_margin,
+                                         m.max_score, m.min_score))
     return StepEmbeddingLoss(loss, negatives=mode, length_aware=cfg.loss.length_aware,
-                             dedupe=cfg.loss.dedupe, token_budget=cfg.loss.chunk_budget, bank=bank)
+                             dedupe=cfg.loss.dedupe, token_budget=cfg.loss.chunk_budget, bank=bank, miner=miner)

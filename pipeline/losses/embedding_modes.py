@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from pipeline.config.losses import NEGATIVES_MODES
 from pipeline.losses.memory_bank import CorpusMemoryBank
+from pipeline.losses.online_mining import OnlineMiner
 from pipeline.losses.step_embedding import StepEmbedder
 
 
@@ -26,6 +27,7 @@ class StepEmbeddingLoss(nn.Module):
         dedupe: bool = False,
         token_budget: int = 4096,
         bank: CorpusMemoryBank | None = None,
+        miner: OnlineMiner | None = None,
     ) -> None:
         """
         `loss` on embeddings made by a :class:`StepEmbedder`, with the hard negatives' embeddings from
@@ -37,7 +39,8 @@ class StepEmbeddingLoss(nn.Module):
           detached. The loss value equals ``live``'s; no gradient flows through negatives.
         - ``bank``: looked up in a :class:`CorpusMemoryBank` by corpus id: the step embeds only anchors
           and positives, so its cost does not grow with k. Vectors are as fresh as the last refresh
-          (:class:`BankRefresh`).
+          (:class:`BankRefresh`). With a ``miner`` (:class:`OnlineMiner`) the ids themselves are
+          re-mined every step from the whole bank against the step's anchors.
 
         With ``live`` and ``length_aware`` and ``dedupe`` off, this is exactly ``loss`` (its embeddings
         come from sentence-transformers' ``embed_columns``), so a pipeline can always wrap.
@@ -49,6 +52,7 @@ class StepEmbeddingLoss(nn.Module):
             dedupe: embed each distinct text of a step once.
             token_budget: the most rows x padded width of one length-aware chunk.
             bank: the corpus memory bank, for ``negatives="bank"`` only.
+            miner: re-mines each row's negatives from the bank every step (bank only).
 
         Inputs:
             +----------------------------------------------+--------------------------------------+
@@ -58,7 +62,9 @@ class StepEmbeddingLoss(nn.Module):
             | frozen                                       |                                      |
             +----------------------------------------------+--------------------------------------+
             | (anchor, positive): bank                     | (B, k) corpus ids of the negatives,  |
-            |                                              | a dataset column named ``label``     |
+            |                                              | a dataset column named ``label``;    |
+            |                                              | with a miner, (B, k + P): then every |
+            |                                              | positive of the anchor (-1 pads)     |
             +----------------------------------------------+--------------------------------------+
             | (anchor, positive): any mode (dev loss)      | none                                 |
             +----------------------------------------------+--------------------------------------+
@@ -71,6 +77,8 @@ class StepEmbeddingLoss(nn.Module):
             raise ValueError(f"negatives={negatives!r}: expected one of {', '.join(NEGATIVES_MODES)}")
         if (negatives == "bank") != (bank is not None):
             raise ValueError("A memory bank is needed for negatives='bank', and only used there")
+        if miner is not None and bank is None:
+            raise ValueError("An online miner re-mines from a memory bank: it needs negatives='bank'")
         if bank is not None and isinstance(loss, TripletLoss):
             raise ValueError("negatives='bank' needs a cosine loss: the triplet distance depends on the "
                              "norm of the bank's vectors, which may be normalized where the model's are not")
@@ -78,6 +86,7 @@ class StepEmbeddingLoss(nn.Module):
         self.negatives = negatives
         self.embedder = StepEmbedder(length_aware=length_aware, dedupe=dedupe, token_budget=token_budget)
         self.bank = bank
+        self.miner = miner
 
     @property
     def model(self):
@@ -95,7 +104,11 @@ class StepEmbeddingLoss(nn.Module):
                                  f"negative corpus ids; got {len(columns)} text columns and label "
                                  f"{None if labels is None else tuple(labels.shape)}")
             anchors, positives = self.embedder.embed(self.model, columns)
-            negatives = [vectors.to(anchors.dtype) for vectors in self.bank.lookup(labels)]
+            ids = labels
+            if self.miner is not None:  # (B, k + P): the k mined negatives, then the anchor's positives
+                k = labels.shape[1] - self.bank.positives_width
+                ids = self.miner.pick(anchors, self.bank.vectors, labels[:, :k], labels[:, k:])
+            negatives = [vectors.to(anchors.dtype) for vectors in self.bank.lookup(ids)]
             return self.loss.compute_loss_from_embeddings([anchors, positives, *negatives], None)
         # Pairs without negatives (the dev split, for the dev loss) are scored the same in every mode.
         live, frozen = (columns, []) if self.negatives == "live" else (columns[:2], columns[2:])
@@ -111,6 +124,11 @@ class StepEmbeddingLoss(nn.Module):
             metrics["bank/refreshes"] = self.bank.refreshes
             metrics["bank/refresh_s"] = self.bank.refresh_seconds
         return metrics
+
+    def recent(self) -> dict[str, float]:
+        """Per-step figures since the last call (the online miner's: bank/removed_by_margin,
+        bank/not_mined), for the training curves; {} without a miner."""
+        return self.miner.means() if self.miner is not None else {}
 
     def get_config_dict(self) -> dict[str, Any]:
         embedder = self.embedder

@@ -31,9 +31,11 @@ class CorpusMemoryBank(nn.Module):
         corpus: the texts negatives are drawn from, in corpus-id order.
         vectors: their initial (len(corpus), dim) vectors; the bank keeps their dtype.
         encode_batch_size: batch size of the re-encoding.
+        positives_width: for online mining, how many anchor-positive ids follow the k negative
+            ids in each training row's label (0: the label holds the k negatives only).
     """
 
-    def __init__(self, corpus: list[str], vectors, encode_batch_size: int = 64) -> None:
+    def __init__(self, corpus: list[str], vectors, encode_batch_size: int = 64, positives_width: int = 0) -> None:
         super().__init__()
         vectors = torch.as_tensor(vectors)
         if vectors.ndim != 2 or len(vectors) != len(corpus):
@@ -41,6 +43,7 @@ class CorpusMemoryBank(nn.Module):
                              f"shape {tuple(vectors.shape)}")
         self.corpus = list(corpus)
         self.encode_batch_size = encode_batch_size
+        self.positives_width = positives_width
         self.register_buffer("vectors", vectors.clone(), persistent=False)
         self.refreshes = 0
         self.refresh_seconds = 0.0

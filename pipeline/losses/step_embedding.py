@@ -41,12 +41,14 @@ from torch.nn.utils.rnn import pad_sequence
 @dataclass
 class StepCounts:
     """What the model was fed in one step, counted at its forward. padded = rows x width of each
-    forward (StaticEmbedding pads nothing: padded = real)."""
+    forward (StaticEmbedding pads nothing: padded = real); tokens_padded_with_grad is the part of
+    it embedded with gradients (a backward pass follows)."""
 
     texts_with_grad: int = 0
     texts_without_grad: int = 0
     tokens_real: int = 0
     tokens_padded: int = 0
+    tokens_padded_with_grad: int = 0
     forwards: int = 0
 
     def add_forward(self, features: dict[str, Any]) -> None:
@@ -58,6 +60,7 @@ class StepCounts:
             padded = real
         if torch.is_grad_enabled():
             self.texts_with_grad += rows
+            self.tokens_padded_with_grad += padded
         else:
             self.texts_without_grad += rows
         self.tokens_real += real

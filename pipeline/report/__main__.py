@@ -21,7 +21,9 @@ from pathlib import Path
 from pipeline.errors import reported
 from pipeline.names import SWEEP_ID
 from pipeline.preflight import check_tracking
-from pipeline.report.plot import plot
+from pipeline.report.budgets import at_equal_cost
+from pipeline.report.budgets import lines as budget_lines
+from pipeline.report.plot import curves, plot
 from pipeline.report.significance import recommendation
 from pipeline.report.table import pairs_to_csv, summarize, to_csv, to_markdown
 from pipeline.tracking import queries, quiet_mlflow, store
@@ -65,14 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     (out / "report.md").write_text(markdown)
     to_csv(rows, comparison, out / "report.csv")
     pairs_to_csv(comparison, out / "pairs.csv")
-    plot(rows, comparison, out / "pareto.png", f"nDCG@10 vs training time, {title}")
+    answers = at_equal_cost(rows)
+    plot(rows, comparison, out / "pareto.png",
+         f"nDCG@10 vs {'compute spent' if answers else 'training time'}, {title}")
+    files = list(FILES)
+    if answers and curves(rows, {run: queries.dev_curve(client, run, answers[0].unit)
+                                 for row in rows for run in row["runs"].split()},
+                          out / "curves.png", f"dev nDCG@10 vs compute spent, {title}"):
+        files.append("curves.png")
     if parent:
         chosen = comparison.recommended
-        queries.log_report(client, parent, [out / file for file in FILES],
-                           {"report/recommendation": line,
-                            "report/recommended_k": str(chosen["k"]) if chosen else "n/a"})
+        tags = {"report/recommendation": line, "report/recommended_k": str(chosen["k"]) if chosen else "n/a"}
+        answer_lines = budget_lines(answers)
+        tags |= {f"report/at_budget/{answer.budget:g}": text for answer, text in zip(answers, answer_lines)}
+        if answers:
+            tags["report/smallest_budget"] = answer_lines[-1]
+        queries.log_report(client, parent, [out / file for file in files], tags)
     print(markdown)
-    print(f"saved {out}/{', '.join(FILES)}"
+    print(f"saved {out}/{', '.join(files)}"
           + (f"; logged to parent run {parent.info.run_id} under report/" if parent else ""))
     return 0
 

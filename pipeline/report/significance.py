@@ -72,13 +72,13 @@ def compare(rows: list[dict], per_run: dict[str, dict | None]) -> Comparison:
     best = max(_on_main_test_set(rows), key=lambda r: r[COMPARED][0], default=None)
     for row in rows:
         row["Δ nDCG@10"] = row[COMPARED][0] - reference[COMPARED][0]
-        row["Δ CI"], row["vs best Δ"] = _paired(row, reference), _paired(row, best)
+        row["Δ CI"], row["vs best Δ"] = paired(row, reference), paired(row, best)
         row["significant at 95 %"] = _verdict(row, reference, "reference", row["Δ CI"], ("yes", "no"))
         row["vs best"] = _verdict(row, best, "best", row["vs best Δ"], ("below", "not below"))
     candidates = [row for row in rows
                   if row is best or (row["vs best Δ"] is not None and not row["vs best Δ"].significant)]
     recommended = min(candidates, key=lambda r: r["train time (s)"][0], default=None)
-    pairs = [(a, b, column, _paired(a, b, column)) for a, b in combinations(filter(_scored, rows), 2)
+    pairs = [(a, b, column, paired(a, b, column)) for a, b in combinations(filter(_scored, rows), 2)
              if a["scores"].test_set == b["scores"].test_set for column in METRICS]
     return Comparison(reference, best, recommended, pairs)
 
@@ -115,7 +115,7 @@ def _scored(row: dict) -> bool:
     return isinstance(row["scores"], RowScores)
 
 
-def _paired(row: dict, other: dict | None, column: str = COMPARED) -> Difference | None:
+def paired(row: dict, other: dict | None, column: str = COMPARED) -> Difference | None:
     """row - other over the test queries both were scored on; None where they cannot be paired."""
     if other is None or row is other or not (_scored(row) and _scored(other)) \
             or row["scores"].test_set != other["scores"].test_set:

@@ -9,12 +9,15 @@ import csv
 import statistics
 from pathlib import Path
 
+from pipeline.config.inert import inert
+from pipeline.report.budgets import BUDGET, NEGATIVES, SPENT, UNIT, AtBudget, at_equal_cost, setup
+from pipeline.report.budgets import lines as budget_lines
 from pipeline.report.significance import COMPARED, Comparison, compare, label
 from pipeline.report.significance import METRICS as COMPARED_METRICS
 from pipeline.report.stats import RESAMPLES
 
 # (column, MLflow metric): per-config means (± spread with several seeds).
-METRICS = [("s/step", "train/s_per_step"), ("train time (s)", "time/train_s"),
+METRICS = [("s/step", "train/s_per_step"), ("steps", "train/steps"), ("train time (s)", "time/train_s"),
            ("eval fraction", "time/eval_fraction"), ("nDCG@10", "test/ndcg_at_10"),
            ("MRR@10", "test/mrr_at_10"), ("gain nDCG@10", "gain/ndcg_at_10")]
 TEXTS_PER_STEP = "cost/texts_per_step"
@@ -24,8 +27,11 @@ _NOT_CONFIG_PREFIXES = ("paths.", "mlflow.")
 
 
 def _config_key(params: dict[str, str]) -> tuple:
-    return tuple(sorted((key, value) for key, value in params.items()
-                        if key not in _NOT_CONFIG and not key.startswith(_NOT_CONFIG_PREFIXES)))
+    """What makes two runs one config: their params, but seeds, outputs and keys that change nothing
+    in them (pipeline.config.inert)."""
+    ignored = inert(params)
+    return tuple(sorted((key, value) for key, value in params.items() if key not in _NOT_CONFIG
+                        and key not in ignored and not key.startswith(_NOT_CONFIG_PREFIXES)))
 
 
 def _spread(values: list[float]) -> tuple[float, float | None]:
@@ -51,7 +57,7 @@ def summarize(runs: list, per_run: dict[str, dict | None]) -> tuple[list[dict], 
             texts, computed = [batch * (2 + k)], True
         row = {"k": k, "loss": params["loss.name"], "config": " ".join(f"{p}={params.get(p)}" for p in varying),
                "texts/step": round(statistics.fmean(texts)), "seeds": len(group),
-               "runs": " ".join(r.info.run_id for r in group)}
+               "runs": " ".join(r.info.run_id for r in group)} | _budget(params, group)
         for column, metric in METRICS:
             row[column] = _spread([r.data.metrics.get(metric, float("nan")) for r in group])
         rows.append(row)
@@ -59,10 +65,27 @@ def summarize(runs: list, per_run: dict[str, dict | None]) -> tuple[list[dict], 
     return rows, compare(rows, per_run), computed
 
 
-def pareto_front(rows: list[dict]) -> list[dict]:
-    """Rows no other row beats on both training time (lower) and nDCG@10 (higher)."""
+def _negatives(params: dict[str, str]) -> str:
+    """Where a row's hard negatives come from: none (k=0), live, frozen, bank, or bank online."""
+    if params["k"] == "0":
+        return "none"
+    mode = params.get("loss.negatives", "live")
+    return f"{mode} online" if mode == "bank" and params.get("loss.bank_mining") == "online" else mode
+
+
+def _budget(params: dict[str, str], group: list) -> dict:
+    """The row's budget (None without one), its unit, its negatives and the compute it spent."""
+    amount = params.get("train.budget", "None")
+    spent = [r.data.metrics.get("budget/spent", float("nan")) for r in group]
+    return {BUDGET: None if amount == "None" else float(amount), UNIT: params.get("train.budget_unit", ""),
+            NEGATIVES: _negatives(params), SPENT: _spread(spent)}
+
+
+def pareto_front(rows: list[dict], cost: str = "train time (s)") -> list[dict]:
+    """Rows no other row beats on both `cost` (lower: training time, or the compute spent) and
+    nDCG@10 (higher)."""
     front, best = [], float("-inf")
-    for row in sorted(rows, key=lambda r: (r["train time (s)"][0], -r["nDCG@10"][0])):
+    for row in sorted(rows, key=lambda r: (r[cost][0], -r["nDCG@10"][0])):
         if row["nDCG@10"][0] > best:
             front.append(row)
             best = row["nDCG@10"][0]
@@ -122,7 +145,33 @@ def to_markdown(rows: list[dict], comparison: Comparison, recommendation: str, c
     if computed_texts:
         lines.append("texts/step = train.batch_size × (2 + k), computed (the runs log no "
                      f"`{TEXTS_PER_STEP}`).")
+    answers = at_equal_cost(rows)
+    if answers:
+        lines += ["", *_equal_cost_lines(answers, rows)]
     return "\n".join(lines) + "\n"
+
+
+def _equal_cost_lines(answers: list[AtBudget], rows: list[dict]) -> list[str]:
+    """Rows grouped by budget, each held to its budget's best row; the answer per budget; the front."""
+    lines = ["### At equal cost", "",
+             "| budget | k | loss | negatives | nDCG@10 | nDCG@10" + _CI + " | Δ vs the budget's best | Δ" + _CI +
+             " | vs the budget's best | spent | steps | seeds |", "|" + "---|" * 12]
+    for answer in answers:
+        for row in sorted(answer.rows, key=lambda r: -r["nDCG@10"][0]):
+            difference = answer.vs_best.get(id(row))
+            verdict = "best" if row is answer.best else ("n/a" if difference is None else (
+                f"{'below' if difference.significant else 'not below'} (p={difference.p_value:.3f})"))
+            delta = "" if row is answer.best or difference is None else f"{difference.mean:+.4f}"
+            lines.append(f"| {answer.budget:,.6g} {answer.unit} | {row['k']} | {row['loss']} | {row[NEGATIVES]} "
+                         f"| {_fmt(row['nDCG@10'], 4)} | {_interval(row['nDCG@10' + ' CI'])} | {delta} "
+                         f"| {'' if row is answer.best else _interval(difference, signed=True)} | {verdict} "
+                         f"| {_fmt(row[SPENT], 0)} | {_fmt(row['steps'], 0)} | {row['seeds']} |")
+    front = ", ".join(f"{setup(row)} at {row[SPENT][0]:,.0f} {row[UNIT]}" for row in pareto_front(rows, SPENT)
+                      if row[BUDGET] is not None)
+    return lines + ["", *(f"**{line}**" for line in budget_lines(answers)), "",
+                    f"Each budget's rows spent the same compute (spent: measured, in the budget's unit), so "
+                    f"they compare at equal cost; Δ and 'vs the budget's best' are the paired bootstrap against "
+                    f"that budget's best row. Pareto front of compute spent vs nDCG@10: {front}."]
 
 
 def to_csv(rows: list[dict], comparison: Comparison, path: Path) -> None:

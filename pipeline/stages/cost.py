@@ -87,44 +87,72 @@ def bank_refreshes(steps: int, every: int) -> int:
     return (steps - 1) // every if every else 0
 
 
-def _mode_figures(cfg: DictConfig, counts: StepCounts, steps: int, bank) -> dict[str, float]:
-    """What this run's loss.negatives, length_aware and dedupe make a step embed (cost/step_*, the
-    predicted counterparts of the measured step/* figures), and a bank's refreshes."""
-    figures: dict[str, float] = {"cost/step_texts_with_grad": counts.texts_with_grad,
-               "cost/step_texts_without_grad": counts.texts_without_grad,
-               "cost/step_tokens_real": counts.tokens_real, "cost/step_tokens_padded": counts.tokens_padded}
-    if negatives_mode(cfg) == "bank":
-        refreshes = bank_refreshes(steps, cfg.loss.bank_refresh_steps)
-        figures |= {"cost/bank_refreshes": refreshes, "cost/bank_corpus": len(bank.corpus),
-                    "cost/bank_texts_per_step": refreshes * len(bank.corpus) / max(steps, 1)}
-    return figures
+def corpus_tokens(model, corpus: list[str], batch_size: int) -> int:
+    """Padded tokens of one encode of `corpus` (a bank refresh): batches of similar length, as
+    pipeline.parallel.batches forms them, each padded to its longest text."""
+    from pipeline import parallel
+
+    total = 0
+    for batch in parallel.batches(corpus, batch_size):
+        features = model.preprocess([corpus[i] for i in batch])
+        mask = features.get("attention_mask")
+        total += int(mask.numel()) if mask is not None and mask.ndim == 2 else int(features["input_ids"].numel())
+    return total
 
 
-def predict(cfg: DictConfig, model, train_ds, bank=None) -> dict[str, float]:
-    """The cost/* figures of training `model` on `train_ds` (texts: anchor, positive, negatives)
-    with config `cfg`; `bank` (prepare.Bank) in bank mode, for its corpus size."""
+def per_step(cfg: DictConfig, model, train_ds, bank=None) -> dict[str, float]:
+    """What one training step of `model` on `train_ds` (texts: anchor, positive, negatives) with
+    config `cfg` embeds and scores, per process (cost/* figures that do not depend on the step
+    count): the plain recipe's texts and tokens, and with a wrapped loss this run's own
+    (cost/step_*: what its loss.negatives, length_aware and dedupe make a step embed, the
+    predicted counterparts of the measured step/*); in bank mode the bank's corpus and the
+    padded tokens of one refresh."""
     batch, k, world = cfg.train.batch_size, cfg.k, parallel.world_size()
     rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k, world if cfg.loss.get("gather_across_devices") else 1)
-    per_epoch, steps = total_steps(len(train_ds), cfg.train, world)
     mode = negatives_mode(cfg)
     embedders = {"plain": (StepEmbedder(), "live")}
     if mode is not None:
         embedders["run"] = (StepEmbedder(cfg.loss.length_aware, cfg.loss.dedupe, cfg.loss.chunk_budget), mode)
     counts = step_counts(model, train_ds, batch, embedders)
-    real, padded = counts["plain"].tokens_real, counts["plain"].tokens_padded
-    mode_figures = {} if mode is None else _mode_figures(cfg, counts["run"], steps, bank)
-    return mode_figures | {
+    figures: dict[str, float] = {
         "cost/texts_per_step": texts_per_step(batch, k),
-        "cost/tokens_per_step_real": real,
-        "cost/tokens_per_step_padded": padded,
+        "cost/tokens_per_step_real": counts["plain"].tokens_real,
+        "cost/tokens_per_step_padded": counts["plain"].tokens_padded,
         "cost/score_rows": rows,
         "cost/score_cols": cols,
+    }
+    if mode is not None:
+        run = counts["run"]
+        figures |= {"cost/step_texts_with_grad": run.texts_with_grad,
+                    "cost/step_texts_without_grad": run.texts_without_grad,
+                    "cost/step_tokens_real": run.tokens_real, "cost/step_tokens_padded": run.tokens_padded,
+                    "cost/step_tokens_padded_with_grad": run.tokens_padded_with_grad}
+    if mode == "bank" and bank is not None:
+        figures["cost/bank_corpus"] = len(bank.corpus)
+        if cfg.loss.bank_refresh_steps:
+            figures["cost/bank_refresh_tokens"] = corpus_tokens(model, bank.corpus, cfg.miner.batch_size)
+    return figures
+
+
+def predict(cfg: DictConfig, model, train_ds, bank=None, step: dict[str, float] | None = None) -> dict[str, float]:
+    """The cost/* figures of training `model` on `train_ds` with config `cfg`: what a step costs
+    (`step`, per_step's figures, computed if not given) and what the whole run does (its steps
+    per epoch and steps, texts and tokens per epoch, a bank's refreshes); `bank` (mine.Bank) in
+    bank mode."""
+    step = step if step is not None else per_step(cfg, model, train_ds, bank)
+    per_epoch, steps = total_steps(len(train_ds), cfg.train, parallel.world_size())
+    figures = dict(step) | {
         "cost/steps_per_epoch": per_epoch,
         "cost/steps": steps,
-        "cost/texts_per_epoch": len(train_ds) * (2 + k),
-        "cost/tokens_per_epoch_real": real * per_epoch,
-        "cost/tokens_per_epoch_padded": padded * per_epoch,
+        "cost/texts_per_epoch": len(train_ds) * (2 + cfg.k),
+        "cost/tokens_per_epoch_real": step["cost/tokens_per_step_real"] * per_epoch,
+        "cost/tokens_per_epoch_padded": step["cost/tokens_per_step_padded"] * per_epoch,
     }
+    if "cost/bank_corpus" in step:
+        refreshes = bank_refreshes(steps, cfg.loss.bank_refresh_steps)
+        figures |= {"cost/bank_refreshes": refreshes,
+                    "cost/bank_texts_per_step": refreshes * step["cost/bank_corpus"] / max(steps, 1)}
+    return figures
 
 
 _PROC = Path("/proc/self")

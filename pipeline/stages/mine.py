@@ -22,6 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class Bank:
 
     corpus: list[str]
     vectors: np.ndarray  # (corpus, dim)
-    train_ds: object  # datasets.Dataset: anchor, positive, label (k corpus ids)
+    train_ds: Any  # datasets.Dataset: anchor, positive, label (k corpus ids[, the anchor's positives])
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TrainingSet:
     negatives came from ("mined", "no" for k = 0, "stand-in" in plan mode with nothing cached),
     and in bank mode the memory bank's start."""
 
-    rows: object  # datasets.Dataset
+    rows: Any  # datasets.Dataset
     negatives: str
     bank: Bank | None = None
 
@@ -91,7 +92,8 @@ def run(ctx: Context, train_split, model) -> TrainingSet:
             embedded, seconds = embed.run(ctx, model, train_split)
             ctx.result.add({"time/bank_init_s": seconds})
             vectors = embed.load(embedded.path)[1]
-        bank = Bank(corpus, vectors, with_corpus_ids(rows, corpus))
+        online = cfg.loss.bank_mining == "online"
+        bank = Bank(corpus, vectors, with_corpus_ids(rows, corpus, train_split if online else None))
     return TrainingSet(rows, negatives, bank)
 
 
@@ -351,14 +353,26 @@ def for_k(entry_dir: Path, train_ds, k: int, miner_cfg: DictConfig, seed: int):
     return mined, stats
 
 
-def with_corpus_ids(mined, corpus: list[str]):
+def with_corpus_ids(mined, corpus: list[str], train_split=None):
     """The training set (anchor, positive, negative_1..k) with the negatives as one `label` column
     of k corpus ids instead of texts, for negatives from a memory bank: the trainer hands `label`
-    to the loss, and every negative is a corpus text, so each has an id."""
+    to the loss, and every negative is a corpus text, so each has an id. With `train_split` (for
+    online mining) each label also lists, after the k negatives, the corpus ids of every positive
+    its anchor has in the split, padded with -1: those must never be picked as negatives."""
     import datasets
 
     ids = {text: i for i, text in enumerate(corpus)}
     negatives = [name for name in mined.column_names if name.startswith("negative_")]
-    label = np.array([[ids[text] for text in mined[name]] for name in negatives]).T
+    label = np.array([[ids[text] for text in mined[name]] for name in negatives], dtype=np.int64).T
+    if train_split is not None:
+        of_anchor: dict[str, list[int]] = {}
+        for anchor, positive in zip(train_split["anchor"], train_split["positive"]):
+            of_anchor.setdefault(anchor, []).append(ids[positive])
+        widest = max(len(set(found)) for found in of_anchor.values())
+        positives: np.ndarray = np.full((len(label), widest), -1, dtype=np.int64)
+        for row, anchor in enumerate(mined["anchor"]):
+            found = sorted(set(of_anchor[anchor]))
+            positives[row, :len(found)] = found
+        label = np.concatenate([label, positives], axis=1)
     return datasets.Dataset.from_dict({"anchor": mined["anchor"], "positive": mined["positive"],
                                        "label": label.tolist()})

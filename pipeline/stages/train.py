@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from pipeline import parallel, progress
 from pipeline.losses import build_loss
 from pipeline.names import warning
-from pipeline.stages import cost, evaluate
+from pipeline.stages import budget, cost, evaluate
+from pipeline.stages.calibration import merged
 from pipeline.stages.mine import TrainingSet
 from pipeline.stages.stage import Context
 from pipeline.stages.train_report import eval_cost_warnings, step_texts, train_metrics
@@ -51,6 +52,9 @@ def training_args(cfg: DictConfig, hardware, out_dir: Path, evaluates: bool):
         save_strategy="no",
         report_to="none",
         **hardware.trainer_flags(),
+        # Under a budget every step is a whole batch (the last, short one of an epoch is left out),
+        # so the steps it buys spend what it says.
+        dataloader_drop_last=cfg.train.budget is not None,
         disable_tqdm=True,
     )
 
@@ -96,11 +100,17 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
     args = training_args(cfg, hardware, out_dir, evaluates)
     every_callback, memory = list(callbacks), None
     if bank is not None:
-        memory = CorpusMemoryBank(bank.corpus, bank.vectors, encode_batch_size=cfg.miner.batch_size)
+        label_width = len(bank.train_ds[0]["label"])
+        memory = CorpusMemoryBank(bank.corpus, bank.vectors, encode_batch_size=cfg.miner.batch_size,
+                                  positives_width=label_width - cfg.k)
         if cfg.loss.bank_refresh_steps:
             every_callback.append(BankRefresh(memory, cfg.loss.bank_refresh_steps))
         if cfg.train.batch_sampler == "no_duplicates":
-            args.batch_sampler = _no_duplicates_by_texts(train_ds)
+            # Online-mined negatives are not known before the step: the sampler keeps repeats of
+            # anchors and positives out of a batch, as for k = 0.
+            online = cfg.loss.bank_mining == "online"
+            args.batch_sampler = _no_duplicates_by_texts(train_ds.select_columns(["anchor", "positive"])
+                                                         if online else train_ds)
         train_ds = bank.train_ds
     loss = build_loss(cfg, model, memory)
     trainer = quiet_trainer(
@@ -128,20 +138,43 @@ def run(ctx: Context, model, training: TrainingSet, splits) -> None:
     the dev split as eval.* says; what training measured on the run's result (cost/* predicted
     before the first step; train/*, step/*, time/* after; train/loss and dev/* as logged)."""
     cfg, hardware, result = ctx.cfg, ctx.hardware, ctx.result
-    result.add(cost.predict(cfg, model, training.rows, training.bank))
+    step = cost.per_step(cfg, model, training.rows, training.bank)
+    if cfg.train.budget is not None:
+        cfg = _within_budget(ctx, model, training, step)
+    result.add(cost.predict(cfg, model, training.rows, training.bank, step))
     dev = evaluate.dev_setup(cfg.eval, splits, cfg.split.seed)
     result.add(dev.sizes)
     cost.reset_peak_memory(hardware.device)
     start = time.perf_counter()
     with progress.stage("train"):
-        train_log = fit(cfg, model, training.rows, hardware, dev, result.run_dir, training.bank, result.add_step)
+        train_log = fit(cfg, model, training.rows, hardware, dev, result.run_dir, training.bank, result.add_step,
+                        step.get("cost/bank_refresh_tokens", 0.0))
     result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device) | train_log["step"])
+    result.add(train_log["spent"], step=train_log["global_step"])  # the end of the spent/* curves
+    if cfg.train.budget is not None:
+        result.add({"budget/spent": train_log["spent"][f"spent/{cfg.train.budget_unit}"]})
     texts = sum(parallel.all_gather(step_texts(train_log, cfg.train.batch_size, cfg.k)))  # every process's
     figures = train_metrics(train_log, texts)
     result.add(figures, {warning(name): text for name, text in eval_cost_warnings(figures, train_log).items()})
 
 
-def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None, on_figures=None) -> dict:
+def _within_budget(ctx: Context, model, training: TrainingSet, step: dict[str, float]) -> DictConfig:
+    """The run's config with train.max_steps set to the steps train.budget buys (budget/* on the result)."""
+    cfg = ctx.cfg
+    unit = cfg.train.budget_unit
+    per_step = (budget.seconds_per_step(cfg, ctx.hardware, model, training.rows, training.bank) if unit == "seconds"
+                else budget.step_cost(cfg, step))
+    steps = budget.steps_bought(cfg, per_step)
+    epochs = steps * cfg.train.batch_size * parallel.world_size() / len(training.rows)
+    ctx.result.add({"budget/amount": cfg.train.budget, "budget/per_step": per_step, "budget/steps": steps,
+                    "budget/epochs": epochs}, {"budget/unit": unit})
+    log.info("train.budget=%g %s buys %d steps at %.4g %s each: %.2f epochs of the %d training rows",
+             cfg.train.budget, unit, steps, per_step, unit, epochs, len(training.rows))
+    return merged(cfg, {"train": {"max_steps": steps}})
+
+
+def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None, on_figures=None,
+        refresh_tokens: float = 0.0) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
     Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
@@ -155,8 +188,11 @@ def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=Non
 
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
     callback = schedule(cfg.eval.every) if dev.evaluates and schedule else None
+    spend = budget.Spend(cost.texts_per_step(cfg.train.batch_size, cfg.k), refresh_tokens)
+    report = TrainReport(on_figures, lambda: spend.figures() | (loss.recent() if hasattr(loss, "recent") else {}))
     trainer, loss = trainer_for(cfg, hardware, model, train_ds, bank, out_dir, dev,
-                                tuple(c for c in (callback, TrainReport(on_figures)) if c))
+                                tuple(c for c in (callback, spend, report) if c))
+    spend.loss = loss
     clock = EvalClock(trainer)
     trainer.train()
     late = getattr(callback, "warning", None)
@@ -169,7 +205,8 @@ def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=Non
             log.warning(warnings["eval_cadence"])
         trainer.evaluate()
     result = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
-              "dev_evals": clock.evals, "warnings": warnings, "step": step_figures(loss)}
+              "dev_evals": clock.evals, "warnings": warnings, "step": step_figures(loss),
+              "spent": spend.totals() | {"train/epochs": float(trainer.state.epoch or 0.0)}}
     if trainer.is_world_process_zero():  # every process holds the same weights: one saves them
         model.save(str(out_dir / "model"))
         (out_dir / "train_log.json").write_text(json.dumps(result, indent=1))

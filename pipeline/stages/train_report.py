@@ -41,10 +41,14 @@ def _dev_line(step: int, figures: dict[str, float]) -> str | None:
 
 
 class TrainReport(TrainerCallback):
-    """Progress over the training steps, dev lines, and each logged figure passed on as it comes."""
+    """Progress over the training steps, dev lines, and each logged figure passed on as it comes,
+    with what `extra()` adds at that step (the compute spent so far, pipeline.stages.budget.Spend,
+    so every dev evaluation can be drawn against compute; an online miner's per-step figures)."""
 
-    def __init__(self, on_figures: Callable[[int, dict[str, float]], None] | None = None):
+    def __init__(self, on_figures: Callable[[int, dict[str, float]], None] | None = None,
+                 extra: Callable[[], dict[str, float]] | None = None):
         self.on_figures = on_figures
+        self.extra = extra
         self.progress: Progress | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -57,6 +61,8 @@ class TrainReport(TrainerCallback):
         figures = logged_figures(logs or {})
         if not figures:
             return
+        if self.extra is not None:
+            figures |= self.extra()
         if self.on_figures is not None:
             self.on_figures(state.global_step, figures)
         if "train/loss" in figures and self.progress is not None:

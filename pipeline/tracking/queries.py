@@ -103,6 +103,15 @@ def per_query_scores(client, run) -> dict | None:
         return json.loads(Path(client.download_artifacts(run.info.run_id, PER_QUERY_ARTIFACT, tmp)).read_text())
 
 
+def dev_curve(client, run_id: str, unit: str) -> list[tuple[float, float]]:
+    """[(compute spent, dev nDCG@10)] of a run at each dev evaluation, in step order: the two
+    curves the train stage logs at the same steps (spent/<unit> and dev/ndcg_at_10)."""
+    spent = {point.step: point.value for point in client.get_metric_history(run_id, f"spent/{unit}")}
+    return [(spent[point.step], point.value)
+            for point in sorted(client.get_metric_history(run_id, "dev/ndcg_at_10"), key=lambda p: p.step)
+            if point.step in spent]
+
+
 def log_report(client, parent, files: list[Path], tags: dict[str, str]) -> None:
     """The report's files, under report/ on the sweep's parent run, and its tags (the recommendation)."""
     for file in files:

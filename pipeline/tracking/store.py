@@ -17,21 +17,20 @@ def client(tracking_uri: str):
     return MlflowClient(tracking_uri)
 
 
+def flat_config(node, prefix: str = "") -> dict:
+    """A resolved config (nested dicts) as flat `a.b.c` keys."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    out: dict = {}
+    for key, value in node.items():
+        out |= flat_config(value, f"{prefix}{key}.")
+    return out
+
+
 def flatten(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as flat `a.b.c` params: secret keys left out, URI passwords masked."""
-    out: dict[str, str] = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            key = prefix[:-1]
-            if not redact.is_secret(key):
-                out[key] = redact.uri(str(node))
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
+    flat = flat_config(OmegaConf.to_container(cfg, resolve=True))
+    return {key: redact.uri(str(value)) for key, value in flat.items() if not redact.is_secret(key)}
 
 
 def _store_lock(tracking_uri: str):

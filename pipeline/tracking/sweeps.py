@@ -20,7 +20,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import names
+from pipeline.config.inert import inert
 from pipeline.tracking import reaper, store
+from pipeline.tracking.store import flat_config
 
 PARENT_FILE = "sweep.json"
 # Keys that say where results go, not what they are: left out of the config hash.
@@ -62,10 +64,11 @@ def end_stopped_parent(parent: ParentRun) -> None:
 
 
 def config_hash(cfg: DictConfig, world_size: int = 1) -> str:
-    """Hash of the resolved job config, minus where its outputs go: equal hash, equal run."""
-    content = {key: (OmegaConf.to_container(cfg[key], resolve=True)
-                     if OmegaConf.is_config(cfg[key]) else cfg[key])
-               for key in cfg if key not in _UNHASHED}
+    """Hash of the resolved job config, minus where its outputs go and the keys that change nothing
+    in it (pipeline.config.inert): equal hash, equal run."""
+    hashed = OmegaConf.masked_copy(cfg, [key for key in cfg if key not in _UNHASHED])
+    flat = flat_config(OmegaConf.to_container(hashed, resolve=True))
+    content = {key: value for key, value in flat.items() if key not in inert(flat)}
     if world_size > 1:  # absent for one process, so single-process hashes stay what they were
         content["world_size"] = world_size
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,121 @@
+"""A compute budget per job (train.budget, in train.budget_unit): every job of a sweep spends the
+same, so quality is compared at equal cost instead of at equal steps.
+
+The budget decides the number of steps before the first one, so the learning-rate schedule
+(warmup, decay) spans the run the budget buys; the data repeats for as many epochs as those
+steps need. A step's cost comes from the run's own per-step counts:
+
+- `texts`: texts embedded with gradients, every process's together (cost/step_texts_with_grad:
+  negatives that are frozen or looked up in a bank cost nothing here);
+- `tokens`: padded token-passes through the model, every process's together: a token embedded
+  with gradients counts 3 (its forward and a backward of about two forwards' work), one without
+  gradients 1, and a bank refresh's tokens are shared out over the steps between refreshes; a
+  proxy for FLOPs that does not depend on the machine;
+- `seconds`: wall seconds of training on this machine (dev evaluation left out), measured by a
+  few calibration steps on a copy of the model (the model itself starts training untouched);
+  all processes train at once, so a multi-process job spends them together.
+
+What a run then actually spent is measured (`Spend`, as training goes) and logged beside every
+dev evaluation, so quality can be drawn against compute.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+
+from omegaconf import DictConfig
+from transformers import TrainerCallback
+
+from pipeline import parallel
+from pipeline.errors import PipelineError
+from pipeline.stages import calibration
+
+UNITS = ("texts", "tokens", "seconds")
+# A token embedded with gradients costs about three forwards' work (one forward, a backward of two).
+WITH_GRAD = 3.0
+
+
+def step_cost(cfg: DictConfig, step: dict[str, float]) -> float:
+    """One step's cost in train.budget_unit (texts or tokens), every process together, from the
+    cost model's per-step figures (pipeline.stages.cost.per_step)."""
+    world = parallel.world_size()
+    if cfg.train.budget_unit == "texts":
+        return step.get("cost/step_texts_with_grad", step["cost/texts_per_step"]) * world
+    with_grad = step["cost/step_tokens_padded_with_grad"]
+    passes = WITH_GRAD * with_grad + step["cost/step_tokens_padded"] - with_grad
+    if cfg.loss.get("bank_refresh_steps") and "cost/bank_refresh_tokens" in step:
+        passes += step["cost/bank_refresh_tokens"] / cfg.loss.bank_refresh_steps
+    return passes * world
+
+
+def seconds_per_step(cfg: DictConfig, hardware, model, train_ds, bank) -> float:
+    """Wall seconds of one step: a few real steps of the run's own trainer and loss, timed on a
+    copy of the model, plus a bank refresh's seconds shared out over the steps between refreshes.
+    Process 0's measurement, so every process derives the same steps."""
+    trial = copy.deepcopy(model)
+    seconds = statistics.median(calibration.calibrate(cfg, hardware, trial, train_ds, bank=bank).seconds)
+    if bank is not None and cfg.loss.bank_refresh_steps:
+        seconds += calibration.refresh_seconds(trial, bank.corpus, cfg.miner.batch_size) / cfg.loss.bank_refresh_steps
+    del trial
+    return parallel.broadcast(seconds)
+
+
+def steps_bought(cfg: DictConfig, per_step: float) -> int:
+    """The whole steps train.budget buys at `per_step` each; one at least, or a PipelineError."""
+    budget, unit = cfg.train.budget, cfg.train.budget_unit
+    steps = math.floor(budget / per_step + 1e-9)
+    if steps < 1:
+        raise PipelineError(f"train.budget={budget:g} {unit} buys less than one training step: a step of this run "
+                            f"costs {per_step:,.4g} {unit} (train.batch_size={cfg.train.batch_size}, k={cfg.k}). "
+                            f"Raise train.budget to at least {per_step:,.4g}, or lower the batch or k.")
+    return steps
+
+
+class Spend(TrainerCallback):
+    """The compute a run has spent so far, measured, in every unit: texts embedded with gradients
+    and token-passes (what the loss fed the model, StepEmbeddingLoss.counts; every process taken
+    to feed as much as this one: the end-of-run figures sum each process's own), and wall seconds
+    of the steps themselves (from each step's start to its end, bank refreshes included; dev
+    evaluations fall outside). A loss that embeds its own texts is taken at B * (2 + k) texts a
+    step, and its tokens are not counted."""
+
+    def __init__(self, texts_per_step: float, refresh_tokens: float = 0.0) -> None:
+        self.loss = None  # the trainer's loss, once it is built (pipeline.stages.train.fit)
+        self.texts_per_step = texts_per_step
+        self.refresh_tokens = refresh_tokens
+        self.steps = 0
+        self.step_seconds = 0.0
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_seconds += time.perf_counter() - self._start
+        self.steps += 1
+
+    def mine(self) -> dict[str, float]:
+        """This process's spend so far."""
+        counts = getattr(self.loss, "counts", None)
+        bank = getattr(self.loss, "bank", None)
+        spent = {"spent/seconds": self.step_seconds + (bank.refresh_seconds if bank is not None else 0.0)}
+        if counts is None:
+            return spent | {"spent/texts": self.steps * self.texts_per_step}
+        total = counts.total
+        passes = WITH_GRAD * total.tokens_padded_with_grad + total.tokens_padded - total.tokens_padded_with_grad
+        passes += (bank.refreshes if bank is not None else 0) * self.refresh_tokens
+        return spent | {"spent/texts": float(total.texts_with_grad), "spent/tokens": float(passes)}
+
+    def figures(self) -> dict[str, float]:
+        """The run's spend so far, every process's (texts and tokens: this one's times the processes)."""
+        world = parallel.world_size()
+        return {name: value if name == "spent/seconds" else value * world for name, value in self.mine().items()}
+
+    def totals(self) -> dict[str, float]:
+        """The run's spend at its end, each process's own summed (a collective: every process calls it)."""
+        shares = parallel.all_gather(self.mine())
+        return {name: max(share[name] for share in shares) if name == "spent/seconds"
+                else sum(share[name] for share in shares) for name in shares[0]}
