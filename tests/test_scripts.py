@@ -97,3 +97,14 @@ def test_debian_pairs_reads_summaries_and_long_descriptions(tmp_path):
     _script("debian_pairs.py", str(tmp_path / "pairs.jsonl"), "--status", str(status))
     rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert rows == [{"anchor": "add users", "positive": "adds users.\nAlso groups."}]
+
+
+def test_bench_budget_trains_every_configuration_at_the_plain_recipes_seconds():
+    result = _script("bench_budget.py", "--smoke")
+    rows = {row[0]: row for row in _table(result.stdout)}
+    assert list(rows) == ["plain sentence-transformers, k=0", "plain sentence-transformers, k=8", "pipeline live, k=8",
+                          "pipeline frozen, k=8", "pipeline bank (mined ids), k=8", "pipeline bank online, k=8",
+                          "pipeline bank online, k=32"]
+    assert all(float(row[1]) >= 1 and 0 <= float(row[4]) <= 1 for row in rows.values())
+    assert rows["plain sentence-transformers, k=8"][6] == ""  # the reference row
+    assert result.stdout.count("target: ") == 2 and "machine:" in result.stdout
