@@ -2,9 +2,10 @@
 
 Each stage is a function of (its config, upstream outputs) -> outputs, its figures going onto
 the run's result as they are measured (the recorder in tracking/ passes them on to MLflow; no
-stage knows of it). Every process of a multi-process run runs this same code (pipeline.parallel).
-Plan mode runs the same stages up to training, never mining or scoring, and prices the training
-instead of running it.
+stage knows of it). A run's data is one source or several (one per language or domain): each
+is split, mined, and scored on its own, and one model trains on all of them. Every process of a
+multi-process run runs this same code (pipeline.parallel). Plan mode runs the same stages up to
+training, never mining or scoring, and prices the training instead of running it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pipeline import parallel
 from pipeline import plan as pricing
 from pipeline.result import RunResult
 from pipeline.stages import evaluate, mine, models, split, train
-from pipeline.stages.stage import Context
+from pipeline.stages.stage import Context, roll_up
 
 
 def run(cfg: DictConfig, hardware, result: RunResult, plan: bool = False) -> str | None:
@@ -32,22 +33,26 @@ def run(cfg: DictConfig, hardware, result: RunResult, plan: bool = False) -> str
     start = time.perf_counter()
     result.add(*_world_figures(cfg))
     result.add(tags=hardware.tags())
-    splits, model, training = prepare(ctx)
+    parts = ctx.sources()  # one Context per data source: a run of one source has just itself
+    splits, model, trainings = prepare(ctx, parts)
     if plan:
-        return pricing.line(ctx, model, training)
-    test = evaluate.test_set(ctx, splits)
-    base = evaluate.base(ctx, model, test)
-    train.run(ctx, model, training, splits)
-    evaluate.tuned(ctx, model, test, base)
+        return pricing.line(ctx, model, trainings)
+    tests = evaluate.held_out(parts, splits)
+    bases = {name: evaluate.base(part, model, tests[name]) for name, part in parts.items()}
+    roll_up(ctx, parts, ("split", "mine", "embed", "base_eval"))  # the run's time and hit per stage
+    train.run(ctx, model, trainings, splits)
+    evaluate.tested(ctx, parts, model, tests, bases)
     result.add({"time/total_s": time.perf_counter() - start})
     return None
 
 
-def prepare(ctx: Context):
-    """(splits, base model, mine.TrainingSet): everything training needs (the benchmarks use it too)."""
-    splits = split.run(ctx)
-    model = models.load_model(ctx.cfg.model, device=ctx.hardware.model_device)
-    return splits, model, mine.run(ctx, splits["train"], model)
+def prepare(ctx: Context, parts: dict[str, Context] | None = None):
+    """(splits, base model, mine.TrainingSet) per source: everything training needs (the
+    benchmarks use it too)."""
+    parts = parts or ctx.sources()
+    splits = {name: split.run(part) for name, part in parts.items()}
+    model = models.base(ctx, parts, splits)
+    return splits, model, {name: mine.run(part, splits[name]["train"], model) for name, part in parts.items()}
 
 
 def _world_figures(cfg: DictConfig) -> tuple[dict, dict]:

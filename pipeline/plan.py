@@ -18,6 +18,7 @@ from pipeline.stages import budget, cost, embed, evaluate, mine, split
 from pipeline.stages.calibration import estimate, merged, padded_tokens, refresh_seconds
 from pipeline.stages.mine import TrainingSet
 from pipeline.stages.stage import Context
+from pipeline.stages.train import per_step_mix, trainer_sets
 
 
 def _minutes(seconds: float) -> str:
@@ -33,13 +34,15 @@ def statuses(ctx: Context) -> str:
     return ", ".join(f"{name} {status}" for name, status in state.items())
 
 
-def line(ctx: Context, model, training: TrainingSet) -> str:
+def line(ctx: Context, model, trainings: dict[str, TrainingSet]) -> str:
     """The plan line for the run `ctx` (the split is built into the cache if absent: cost needs data)."""
     cfg, hardware = ctx.cfg, ctx.hardware
-    step = cost.per_step(cfg, model, training.rows, training.bank)
-    s_per_step, how = estimate(cfg, hardware, model, training.rows, padded_tokens(step), training.bank)
-    each_s = refresh_seconds(model, training.bank.corpus, cfg.miner.batch_size) \
-        if training.bank is not None and cfg.loss.bank_refresh_steps else 0.0
+    step = per_step_mix(cfg, model, trainings)
+    rows, banks = sum(len(t.rows) for t in trainings.values()), [t.bank for t in trainings.values() if t.bank]
+    negatives = next(iter(trainings.values())).negatives
+    s_per_step, how = estimate(cfg, hardware, model, *trainer_sets(trainings), padded_tokens(step))
+    each_s = sum(refresh_seconds(model, bank.corpus, cfg.miner.batch_size) for bank in banks) \
+        if cfg.loss.get("bank_refresh_steps") else 0.0
     bought = ""
     if cfg.train.budget is not None:
         unit = cfg.train.budget_unit
@@ -48,10 +51,10 @@ def line(ctx: Context, model, training: TrainingSet) -> str:
         steps = budget.steps_bought(cfg, per_step)
         cfg = merged(cfg, {"train": {"max_steps": steps}})
         bought = f"train.budget={cfg.train.budget:g} {unit} buys {steps:,} steps at {per_step:,.4g} {unit} each | "
-    figures = cost.predict(cfg, model, training.rows, training.bank, step)
+    figures = cost.predict(cfg, rows, step)
     train_s = s_per_step * figures["cost/steps"]
     refreshes = ""
-    if training.bank is not None and figures["cost/bank_refreshes"]:
+    if banks and figures["cost/bank_refreshes"]:
         train_s += figures["cost/bank_refreshes"] * each_s
         refreshes = (f", plus {figures['cost/bank_refreshes']} bank refreshes of "
                      f"{figures['cost/bank_corpus']:,} texts at {each_s:.3g} s each (timed on a sample)")
@@ -63,7 +66,7 @@ def line(ctx: Context, model, training: TrainingSet) -> str:
             f"{figures['cost/tokens_per_step_padded']:,.0f} padded, scores "
             f"{figures['cost/score_rows']:,}x{figures['cost/score_cols']:,}{_mode(cfg, figures)} | "
             f"{bought}{figures['cost/steps']:,} steps ({figures['cost/steps_per_epoch']:,}/epoch, "
-            f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({training.negatives} "
+            f"{figures['cost/texts_per_epoch']:,} texts/epoch) | calibration ({negatives} "
             f"negatives, {how}): {s_per_step:.3g} s/step{refreshes}, training estimate "
             f"{_minutes(train_s)} (dev evaluation not included)")
 

@@ -1,8 +1,10 @@
 """Checks that need the disk or the network, run before any MLflow run or model exists.
 
 The schema checks values; these check that what the values point at is there:
-the data file and its columns, a fixed test set (read and checked whole), the
-model, the tracking store, the output dir.
+the data (every source read whole and split as the run will split it: a row that cannot be
+read, or a source too small for its split, is refused here, and the split entry is then in the
+stage cache for the run), a fixed test set (read and checked whole), the model and its
+tokenizer, the tracking store, the output dir.
 Each failure is a PipelineError that says what to do, in seconds rather than
 after a 70 s network hang or halfway through a run.
 """
@@ -20,7 +22,7 @@ from omegaconf import DictConfig
 
 from pipeline import redact
 from pipeline.errors import PipelineError
-from pipeline.stages import docstrings, sources, test_sets
+from pipeline.stages import docstrings, models, sources, test_sets, translations
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 _TIMEOUT_S = 5
@@ -133,24 +135,45 @@ def check_writable(outputs_dir: str) -> None:
                             "HNPIPE_ROOT.") from exc
 
 
-def check_data(cfg: DictConfig, group_column: str | None) -> None:
-    """The data source can be read and has the columns the config names (a hub dataset's can
-    only be known once it loads)."""
+def check_source(cfg: DictConfig, group_column: str | None) -> None:
+    """A data source can be read and has the columns the config names, from its first row (a hub
+    dataset's can only be known once it loads)."""
     if cfg.source == "files":
         sources.check(cfg, group_column)
-    elif cfg.source == "docstrings":
-        docstrings.source_roots(list(cfg.packages))
+    elif cfg.source in ("docstrings", "translations"):
+        if cfg.source == "docstrings":
+            docstrings.source_roots(list(cfg.packages))
+        else:
+            translations.fingerprint(cfg.languages[0], list(cfg.catalogs))  # the catalogs have the language
         if group_column not in (None, "anchor", "positive"):
-            raise PipelineError(f"split.group_column={group_column!r}: no such column; the docstrings "
+            raise PipelineError(f"split.group_column={group_column!r}: no such column; the {cfg.source} "
                                 "data has columns ['anchor', 'positive'].")
+
+
+def check_data(cfg: DictConfig) -> None:
+    """Every source of the run: the first row of each (check_source), then all of each, split (the
+    split stage, built into the cache if it is not there). A message about a source of several
+    names it."""
+    from pipeline.result import RunResult
+    from pipeline.stages import split
+    from pipeline.stages.stage import Context
+
+    parts = Context(cfg, None, RunResult(Path(cfg.paths.cache_dir))).sources()
+    for check in (lambda part: check_source(part.cfg.data, cfg.split.group_column), split.run):
+        for name, part in parts.items():
+            try:
+                check(part)
+            except PipelineError as exc:
+                raise PipelineError(str(exc) if len(parts) == 1 else f"data source {name!r}: {exc}") from None
 
 
 def preflight(cfg: DictConfig) -> None:
     """Run every check (the outputs dir first: a Hydra callback checks it too, before Hydra makes
     the run dir)."""
     check_writable(cfg.paths.outputs_dir)
-    check_data(cfg.data, cfg.split.group_column)
     if cfg.eval.test is not None:
         test_sets.check(cfg.eval.test)
     check_model(cfg.model)
+    models.check_tokenizer(cfg.model)
     check_tracking(cfg.mlflow.tracking_uri)
+    check_data(cfg)

@@ -20,7 +20,7 @@ class Sink(Protocol):
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
-    def log_input(self, context: str, rows, digest: str) -> None: ...
+    def log_input(self, context: str, rows, digest: str, data=None, source: str | None = None) -> None: ...
 
 
 @dataclass
@@ -55,11 +55,12 @@ class RunResult:
         """A file the run's record keeps under `folder` (the recorder logs it when the run finishes)."""
         self.artifacts.append((path, folder))
 
-    def add_input(self, context: str, rows, digest: str) -> None:
+    def add_input(self, context: str, rows, digest: str, data=None, source: str | None = None) -> None:
         """A dataset the run used ('train', 'dev', 'test': a datasets.Dataset), with a digest that
-        changes whenever its rows do; passed on, as the stage that made it ends."""
+        changes whenever its rows do; from `data` (its source's data config), named `source` in a
+        run of several sources; passed on, as the stage that made it ends."""
         if self.sink:
-            self.sink.log_input(context, rows, digest)
+            self.sink.log_input(context, rows, digest, data, source)
 
     def add_step(self, step: int, metrics: Mapping[str, float]) -> None:
         """Record figures measured at one training step (loss, dev metrics), and pass them on."""

@@ -39,6 +39,14 @@ def _metric_rows(result: RunResult) -> list[str]:
         if None not in figures:
             base, tuned, gain = figures
             rows.append(f"  {label:<10} {base:>8.4f} {tuned:>8.4f} {gain:>+8.4f}")
+    sources = sorted({name.split("/")[1] for name in result.metrics
+                      if name.startswith("test/") and name.endswith("/ndcg_at_10") and name.count("/") == 2})
+    if sources:  # a run of several sources: the figures above are their macro averages
+        rows[0] += "   (macro average of the sources)"
+        rows += ["", f"  {'nDCG@10':<10} {'base':>8} {'tuned':>8} {'gain':>8}   per source"]
+        rows += [f"  {source:<10} {result.metrics[f'base/{source}/ndcg_at_10']:>8.4f} "
+                 f"{result.metrics[f'test/{source}/ndcg_at_10']:>8.4f} "
+                 f"{result.metrics[f'gain/{source}/ndcg_at_10']:>+8.4f}" for source in sources]
     return rows
 
 

@@ -92,10 +92,11 @@ def prepare(args, tmp: Path):
     for k in (0, 8, 32):
         cfg, hardware = _compose([*overrides, f"k={k}"])
         ctx = Context(cfg, hardware, RunResult(tmp / "prep"))
-        splits, model, training = driver.prepare(ctx)
-        rows[k] = training.rows
+        splits, model, trainings = driver.prepare(ctx)
+        (name,) = splits  # one data source
+        rows[k] = trainings[name].rows
         if k == 0:
-            test = evaluate.build_test_set(cfg.eval, splits, cfg.split.seed)
+            test = evaluate.build_test_set(cfg.eval, splits[name], cfg.split.seed)
             base_cfg, base_hardware = cfg, hardware
         del model
     return overrides, base_cfg, base_hardware, rows, test

@@ -11,12 +11,20 @@ and prints the measured median s/step, the texts and tokens each step fed the mo
 steps/s against (a). Bank refreshes are timed once (a real refresh of the whole corpus)
 and added per step at one refresh every --refresh steps.
 
+Sampler table (--table sampler): what drawing every batch from one source costs. The run's
+own sources (default: data=translations, seven languages) go through sentence-transformers'
+multi-dataset sampler (proportional, round_robin) and, concatenated, through the one-source
+sampler; it prints the seconds each takes to draw a batch beside a measured training step.
+
 Quality table (--table quality): each mode trained through the real pipeline (split, mining,
 training, test) for the same steps, over several seeds: test nDCG@10, mean and spread.
 
     python scripts/bench_step.py --table speed                          # MiniLM, default data
     python scripts/bench_step.py --table speed --ks 0,8 data=files data.path=outputs/debian_pairs.jsonl
     python scripts/bench_step.py --table quality                        # static model, k=8, 3 seeds
+    python scripts/bench_step.py --table speed --model static --batch 1024 --ks 0,8 \
+        --recipes "plain sentence-transformers,live,length-aware + dedupe"   # the static case
+    python scripts/bench_step.py --table sampler --model static --batch 512  # several sources
 
 Extra arguments are Hydra overrides, as for `python -m pipeline`. Nothing is logged to
 MLflow; the stage cache and run dirs live in a temporary directory.
@@ -133,7 +141,9 @@ def speed(args, overrides: list[str], tmp: Path) -> list[dict]:
         cfg, hardware = _compose([f"model={args.model}", f"k={k}", f"train.batch_size={args.batch}",
                                   f"model.max_seq_length={args.max_seq_length}", f"train.max_steps={args.steps + 1}",
                                   f"paths.cache_dir={tmp / 'cache'}", *overrides])
-        splits, model, training = driver.prepare(Context(cfg, hardware, RunResult(tmp / "run")))
+        splits, model, trainings = driver.prepare(Context(cfg, hardware, RunResult(tmp / "run")))
+        (name,) = splits  # one data source
+        training = trainings[name]
         if PLAIN in args.recipes:
             rows.append({"k": k, "recipe": PLAIN,
                          **_time_plain(cfg, hardware, training.rows, args.steps, tmp / "plain")})
@@ -144,7 +154,7 @@ def speed(args, overrides: list[str], tmp: Path) -> list[dict]:
             mode_cfg = OmegaConf.merge(cfg, {"loss": keys | {"bank_refresh_steps": args.refresh}})
             bank = None
             if keys["negatives"] == "bank":  # the mined set is cached: this only starts the bank
-                bank = mine.run(Context(mode_cfg, hardware, RunResult(tmp / "run")), splits["train"], model).bank
+                bank = mine.run(Context(mode_cfg, hardware, RunResult(tmp / "run")), splits[name]["train"], model).bank
                 refresh_s = refresh_s or _refresh_seconds(cfg, hardware, bank)
             row = {"k": k, "recipe": name, **_time_mode(mode_cfg, hardware, training.rows, bank, args.steps)}
             if bank is not None:
@@ -207,6 +217,47 @@ def _targets(args, rows: list[dict], plain: dict[int, float]) -> list[str]:
     return lines
 
 
+def sampler(args, overrides: list[str], tmp: Path) -> list[dict]:
+    """One row per sampler: seconds per batch drawn over one epoch of every source's rows, and
+    the seconds of a real training step on the several sources."""
+    import datasets
+    from omegaconf import OmegaConf
+
+    from pipeline import driver
+    from pipeline.result import RunResult
+    from pipeline.stages import calibration, train
+    from pipeline.stages.stage import Context
+
+    cfg, hardware = _compose([f"model={args.model}", "k=0", f"train.batch_size={args.batch}",
+                              f"model.max_seq_length={args.max_seq_length}", "data=translations",
+                              f"paths.cache_dir={tmp / 'cache'}", *overrides])
+    _, model, trainings = driver.prepare(Context(cfg, hardware, RunResult(tmp / "run")))
+    if len(trainings) < 2:
+        sys.exit("error: --table sampler needs several data sources (data=translations or data=multi)")
+    rows, _ = train.trainer_sets(trainings)
+    step = statistics.median(calibration.calibrate(cfg, hardware, model, rows, args.steps).seconds)
+    out = []
+    for label, data, kind in (("one source (the rows concatenated)", datasets.concatenate_datasets(list(rows.values())),
+                               "proportional"), ("proportional", rows, "proportional"),
+                              ("round_robin", rows, "round_robin")):
+        sampler_cfg = OmegaConf.merge(cfg, {"train": {"multi_dataset_sampler": kind}})
+        trainer, _ = train.trainer_for(sampler_cfg, hardware, model, data, None, tmp / "sampler")
+        batches = trainer.get_train_dataloader().batch_sampler
+        start = time.perf_counter()
+        count = sum(1 for _ in batches)
+        out.append({"sampler": label, "batches": count, "s_per_batch": (time.perf_counter() - start) / count,
+                    "step": step, "sources": len(rows)})
+    return out
+
+
+def sampler_table(rows: list[dict]) -> str:
+    lines = [f"{rows[0]['sources']} sources; a training step on them: {rows[0]['step']:.3f} s (median)", "",
+             "| sampler | batches an epoch | ms to draw a batch | share of a step |", "|---|---|---|---|"]
+    lines += [f"| {row['sampler']} | {row['batches']} | {1000 * row['s_per_batch']:.3f} "
+              f"| {row['s_per_batch'] / row['step']:.2%} |" for row in rows]
+    return "\n".join(lines)
+
+
 def quality(args, overrides: list[str], tmp: Path) -> list[dict]:
     """Each mode through the real pipeline (driver.run: split, mining, training, test), per seed."""
     from pipeline import driver
@@ -261,7 +312,7 @@ def _machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", choices=("speed", "quality"), required=True)
+    parser.add_argument("--table", choices=("speed", "sampler", "quality"), required=True)
     parser.add_argument("--model", default="minilm", help="speed table's model config (minilm, static, hub)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=128)
@@ -293,6 +344,9 @@ def main() -> None:
             print(f"model={args.model}, batch {args.batch}, max_seq_length {args.max_seq_length}, {args.steps} "
                   f"timed steps per row (median, after 1 warm-up); overrides: {' '.join(args.overrides) or 'none'}")
             print(speed_table(args, speed(args, args.overrides, Path(tmp))))
+        elif args.table == "sampler":
+            print(f"model={args.model}, batch {args.batch}, k=0; overrides: {' '.join(args.overrides) or 'none'}")
+            print(sampler_table(sampler(args, args.overrides, Path(tmp))))
         else:
             print(f"model={args.quality_model}, k={args.quality_k}, batch {args.batch}, {args.quality_steps} steps at "
                   f"learning rate {args.quality_lr}, bank refresh every {args.refresh} steps, seeds "

@@ -58,7 +58,7 @@ def measure(args) -> list[dict]:
         cfg, hardware = _config(args, loss, k)
         model = models.load_model(cfg.model, device=hardware.model_device)
         train_ds = stand_in_negatives(pairs, k, cfg.seed) if k else pairs
-        figures = cost.predict(cfg, model, train_ds)
+        figures = cost.predict(cfg, len(train_ds), cost.per_step(cfg, model, train_ds))
         seconds = calibration.calibrate(cfg, hardware, model, train_ds, args.steps).seconds
         s_per_step = statistics.median(seconds)
         results.append({"loss": loss, "k": k, "figures": figures, "s_per_step": s_per_step,

@@ -136,7 +136,8 @@ def test_online_mining_on_the_base_model_picks_what_the_mining_stage_picked(tmp_
     cfg = compose([*SMALL, "k=4", "loss.negatives=bank", "loss.bank_mining=online", "loss.bank_refresh_steps=0",
                    f"paths.cache_dir={shared_cache}", f"paths.run_dir={tmp_path}"])
     ctx = Context(cfg, check(cfg), RunResult(tmp_path))
-    splits, model, training = driver.prepare(ctx)
+    splits, model, trainings = driver.prepare(ctx)
+    (training,) = trainings.values()
     _, loss = trainer_for(cfg, ctx.hardware, model, training.rows, training.bank, tmp_path)
     rows = training.bank.train_ds[:64]
     label = torch.tensor(rows["label"])

@@ -47,6 +47,8 @@ def test_every_group_option_composes_and_validates(group, option):
     overrides = [f"{prefix}{group}={option}"]
     if (group, option) == ("data", "files"):
         overrides.append("data.path=/some/pairs.jsonl")
+    if (group, option) == ("data", "multi"):
+        overrides += ["+data.sources.api={source: docstrings}", "+data.sources.de={source: translations, languages: [de]}"]
     if (group, option) == ("split", "custom"):
         overrides += ["split.train=0.8", "split.dev=0.1", "split.test=0.1"]
     if group == "loss" and option in ("hn_only", "triplet", "gist"):

@@ -65,7 +65,9 @@ def test_slow_and_fast_presets_log_what_evaluation_costs(cli):
     assert [e["step"] for e in slow_log["dev_evals"]] == [2, 4, 6, 8, 10]
     assert [e["step"] for e in fast_log["dev_evals"]] == [5, 10]
     n = s["split/train_rows"] + s["split/dev_rows"] + s["split/test_rows"]
-    assert s["split/dev_rows"] == round(0.21 * n) == s["eval/dev_corpus"] == s["eval/dev_queries"]
+    assert s["split/dev_rows"] == round(0.21 * n) == s["eval/dev_queries"]
+    # dev positives plus up to eval.dev_distractors (500) train positives as distractors
+    assert s["eval/dev_corpus"] == s["split/dev_rows"] + min(500, s["split/train_rows"])
     assert f["split/dev_rows"] == round(0.01 * n)
     assert s["split/test_rows"] == f["split/test_rows"]  # the same held-out test rows
     for run, log in ((slow, slow_log), (fast, fast_log)):

@@ -124,3 +124,41 @@ def test_without_budgets_there_is_no_answer_at_equal_cost(sweep):
         row["budget"] = None
     compare(rows, per_run)
     assert at_equal_cost(rows) == [] and smallest_sufficient([]) is None
+
+
+def test_a_macro_mean_counts_each_source_the_same_and_resamples_within_sources():
+    """150 queries of source 0 at 0.2, 50 of source 1 at 0.8: the macro mean is 0.5 (not the 0.35 of
+    all queries), and resampling within sources cannot move it, while resampling all queries can."""
+    from pipeline.report.stats import macro_mean
+
+    scores, strata = np.array([[0.2] * 150 + [0.8] * 50]), np.array([0] * 150 + [1] * 50)
+    assert macro_mean(scores, strata) == pytest.approx(0.5) and macro_mean(scores) == pytest.approx(0.35)
+    within = bootstrap_mean(scores, strata=strata)
+    assert within.low == pytest.approx(0.5) and within.high == pytest.approx(0.5)
+    anywhere = bootstrap_mean(scores)
+    assert anywhere.high - anywhere.low > 0.05
+
+
+def _sources(de_shift: float, fr_shift: float) -> dict:
+    """A two-source run's per_query.json: 100 German and 100 French queries."""
+    values = np.concatenate([BASE[:100] + de_shift, BASE[100:] + fr_shift])
+    ids = [f"de/q{i}" for i in range(100)] + [f"fr/q{i}" for i in range(100)]
+    return {"test_set": "DF", "sources": ["de", "fr"],
+            "queries": {q: {"ndcg_at_10": float(v), "mrr_at_10": float(v) / 2} for q, v in zip(ids, values)}}
+
+
+def test_a_row_better_on_average_but_worse_on_one_source_says_so():
+    from pipeline.report.significance import by_source, worse_sources
+
+    per_run = {"ref": _sources(0.0, 0.0), "new": _sources(-0.05, 0.15)}
+    ids = [f"{s}/q{i}" for s in ("de", "fr") for i in range(100)]
+    rows = [{"k": k, "loss": "mnrl", "config": "", "runs": run, "train time (s)": (t, None),
+             "nDCG@10": (float(np.mean([per_run[run]["queries"][q]["ndcg_at_10"] for q in ids])), None)}
+            for k, run, t in ((0, "ref", 1.0), (8, "new", 2.0))]
+    comparison = compare(rows, per_run)
+    ref, new = rows
+    assert new["Δ CI"].mean == pytest.approx(0.05) and new["Δ CI"].significant
+    table = by_source(new, ref)
+    assert table["de"][1].mean == pytest.approx(-0.05) and table["fr"][1].mean == pytest.approx(0.15)
+    assert worse_sources(new, ref) == ["de"]
+    assert "significantly worse on de." in recommendation(comparison, rows)

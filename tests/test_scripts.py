@@ -79,6 +79,15 @@ def test_bench_step_times_the_plain_recipe_beside_each_mode_on_the_same_batches(
     assert "bank refresh: " in result.stdout and "machine:" in result.stdout
 
 
+def test_bench_step_times_the_samplers_of_several_sources():
+    result = _script("bench_step.py", "--table", "sampler", "--model", "static", "--steps", "1", "--batch", "8",
+                     "--max-seq-length", "16", "data.languages=[de,fr]", "data.max_rows=80")
+    rows = {row[0]: row[1:] for row in _table(result.stdout)}
+    assert list(rows) == ["one source (the rows concatenated)", "proportional", "round_robin"]
+    assert all(int(row[0]) > 0 and float(row[1]) > 0 for row in rows.values())
+    assert "2 sources; a training step on them:" in result.stdout
+
+
 def test_bench_step_trains_each_mode_over_seeds_for_its_quality():
     result = _script("bench_step.py", "--table", "quality", "--recipes", "live,bank (+ both)", "--quality-k", "2",
                      "--quality-steps", "2", "--seeds", "1", "--batch", "4", "--max-seq-length", "16",

@@ -101,3 +101,25 @@ def test_70_30_holds_out_the_same_test_rows_as_90_1_9(rows):
     slow = split_rows(rows, _cfg(train=0.7, dev=0.21, test=0.09), seed=42)
     fast = split_rows(rows, _cfg(), seed=42)
     assert slow["test"] == fast["test"]
+
+
+def test_aligned_sources_put_each_shared_anchor_in_the_same_part(rows):
+    """Two 'languages' sharing most anchors (each missing a different fifth): an anchor tested in
+    one is never trained on in the other, and the ratios still hold roughly."""
+    first = [dict(r, positive="A " + r["positive"]) for i, r in enumerate(rows) if i % 5 != 0]
+    second = [dict(r, positive="B " + r["positive"]) for i, r in enumerate(rows) if i % 5 != 1]
+    cfg = _cfg(dev=0.05, test=0.15, train=0.8)
+    a, b = (split_rows(part, cfg, seed=3, aligned=True) for part in (first, second))
+    place = {r["anchor"]: name for name, part in a.items() for r in part}
+    shared = [(place[r["anchor"]], name) for name, part in b.items() for r in part if r["anchor"] in place]
+    assert shared and all(x == y for x, y in shared)
+    assert abs(len(a["test"]) / len(first) - 0.15) < 0.05
+    unaligned = [split_rows(part, cfg, seed=3) for part in (first, second)]
+    place = {r["anchor"]: name for name, part in unaligned[0].items() for r in part}
+    assert any(place.get(r["anchor"]) == "train" for r in unaligned[1]["test"])  # what it prevents
+
+
+def test_aligned_split_honours_the_caps(rows):
+    parts = split_rows(rows, _cfg(max_test=20, max_dev=5), seed=1, aligned=True)
+    assert len(parts["test"]) == 20 and len(parts["dev"]) == 5
+    assert sum(map(len, parts.values())) == len({(r["anchor"], r["positive"]) for r in rows})

@@ -132,7 +132,7 @@ def test_cost_model_predicts_what_each_mode_embeds_and_the_loss_measures(minilm,
     validate(cfg)
     rows = datasets.Dataset.from_dict(ROWS)
     bank = Bank(CORPUS, [[0.0]] * len(CORPUS), mine.with_corpus_ids(rows, CORPUS))
-    figures = cost.predict(cfg, minilm, rows, bank)
+    figures = cost.predict(cfg, len(rows), cost.per_step(cfg, minilm, rows, bank))
     predicted = tuple(figures[f"cost/step_{name}"] for name in
                       ("texts_with_grad", "texts_without_grad", "tokens_real", "tokens_padded"))
     assert predicted == expected

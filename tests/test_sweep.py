@@ -130,6 +130,24 @@ def test_a_budget_sweep_is_answered_at_equal_cost(cli):
     assert tags["report/smallest_budget"].startswith("Smallest budget whose quality")
 
 
+def test_a_sweep_over_languages_reports_each_language(cli):
+    """data=translations with two languages, k = 0, 2: every job logs per-language test metrics and
+    datasets, and the report's per-source table holds both languages."""
+    result = cli.multirun("data=translations", "data.languages=[de,fr]", "k=0,2", "report=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, children = split_parent(cli.all_runs())
+    assert len(children) == 2
+    for child in children:
+        metrics = child.data.metrics
+        assert {"test/de/ndcg_at_10", "test/fr/ndcg_at_10", "split/de/train_rows"} <= set(metrics)
+        assert metrics["test/ndcg_at_10"] == pytest.approx(
+            (metrics["test/de/ndcg_at_10"] + metrics["test/fr/ndcg_at_10"]) / 2)
+        names = {d.dataset.name for d in child.inputs.dataset_inputs}
+        assert {"de/train", "de/test", "fr/train", "fr/test"} <= names
+    assert "### Per source" in result.stdout and "| de nDCG@10 |" in result.stdout
+    assert "macro average of 2 sources" in result.stdout
+
+
 def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread(cli, tmp_path):
     assert not (cli.root / "mlflow.db").exists()
     result = cli.multirun("hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "k=0,1", "seed=1,2")

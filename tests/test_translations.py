@@ -8,6 +8,7 @@ import struct
 
 import pytest
 
+from pipeline.config.schema import LANGUAGES
 from pipeline.errors import PipelineError
 from pipeline.stages import translations
 
@@ -18,7 +19,7 @@ CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 @pytest.fixture(scope="module")
 def harvests() -> dict[str, list[dict]]:
-    return {language: translations.harvest(language) for language in translations.DEFAULT_LANGUAGES}
+    return {language: translations.harvest(language) for language in LANGUAGES}
 
 
 def test_two_harvests_are_equal(harvests):
@@ -27,7 +28,7 @@ def test_two_harvests_are_equal(harvests):
     assert translations.harvest("de", max_rows=25) == again[:25]
 
 
-@pytest.mark.parametrize("language", translations.DEFAULT_LANGUAGES)
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_each_default_language_has_the_floor_of_pairs(harvests, language):
     pairs = harvests[language]
     assert len(pairs) >= FLOOR, (language, len(pairs))
@@ -51,17 +52,17 @@ def test_a_missing_language_gives_one_clear_message():
     with pytest.raises(PipelineError) as caught:
         translations.harvest("xx")
     message = str(caught.value)
-    assert message.startswith("data.language='xx': no translations for it in "
+    assert message.startswith("data.languages: 'xx' has no translations in "
                               "data.catalogs=['trac', 'django']; available: ")
     assert all(language in message for language in ("de", "fr", "pt_BR", "zh_CN"))
-    with pytest.raises(PipelineError, match=r"^data.language='xx': no translations"):
+    with pytest.raises(PipelineError, match=r"^data.languages: 'xx' has no translations"):
         translations.fingerprint("xx")
 
 
 def test_languages_and_refused_catalogs():
     available = translations.languages()
     assert available == sorted(available)
-    assert set(translations.DEFAULT_LANGUAGES) <= set(available)
+    assert set(LANGUAGES) <= set(available)
     assert "zh_Hans" not in available  # Django's zh_Hans is zh_CN, as in Trac
     with pytest.raises(PipelineError, match=r"^data.catalogs: 'no_such_package' is not an installed"):
         translations.harvest("de", ["trac", "no_such_package"])

@@ -14,9 +14,10 @@ import os
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from pipeline.config.declare import check_group
-from pipeline.config.keys import unknown_key_message
+from pipeline.config.declare import check_group, fields
+from pipeline.config.keys import closest_key, unknown_key_message
 from pipeline.config.losses import LOSSES, MAX_K, NEGATIVES_MODES, StepEmbeddingKeys
 from pipeline.config.schema import DATA, GROUPS, Config
 from pipeline.errors import PipelineError, refused
@@ -53,6 +54,42 @@ def _loss_schema(loss: DictConfig):
     return spec
 
 
+def _check_sources(data: DictConfig) -> None:
+    """data=multi: some sources, each of a known kind and as that kind declares, the included ones
+    among them, and no two sources of the run under one name."""
+    if not data.sources:
+        raise PipelineError("data=multi needs its sources: e.g. +data.sources.de='{source: files, path: de.jsonl}' "
+                            "+data.sources.fr='{source: files, path: fr.jsonl}', or a data option of your own "
+                            "(docs/configuration.md, Several data sets in one run).")
+    for name in data.include or []:
+        if name not in data.sources:
+            raise refused("data.include", list(data.include), f"names of data.sources ({', '.join(data.sources)})")
+    kinds = [kind for kind in DATA if kind != "multi"]
+    names: list[str] = []
+    for name in data.include or list(data.sources):
+        node, path = data.sources[name], f"data.sources.{name}"
+        if not isinstance(node, DictConfig) or node.get("source") not in kinds:
+            raise refused(f"{path}.source", node.get("source") if isinstance(node, DictConfig) else node,
+                          f"one of {', '.join(kinds)}: each source is one of those kinds")
+        try:
+            full = OmegaConf.merge(OmegaConf.structured(DATA[node.source]), node)
+        except ConfigKeyError as exc:
+            guess = closest_key(str(exc.key), list(fields(DATA[node.source])))
+            raise PipelineError(f"{path}.{exc.key}: not a key of a {node.source} source" +
+                                (f"; did you mean {path}.{guess}?" if guess else
+                                 f"; its keys are {', '.join(fields(DATA[node.source]))}.")) from None
+        except OmegaConfBaseException as exc:
+            raise PipelineError(f"{path}: {str(exc).splitlines()[0]}.") from None
+        assert isinstance(full, DictConfig)
+        check_group(path, full, DATA[node.source], _unknown)
+        languages = list(full.get("languages", []))
+        names += [name] if len(languages) <= 1 else [f"{name}-{language}" for language in languages]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise PipelineError(f"data.sources: two sources of this run are named {twice[0]!r} (a translations source "
+                            "of several languages gives one per language, named <name>-<language>): rename one.")
+
+
 def check_declarations(cfg: DictConfig) -> None:
     """Every group as declared: top-level keys and each group's keys, set and allowed."""
     top = {name: value for name, value in Config.__dataclass_fields__.items()
@@ -73,6 +110,8 @@ def check_declarations(cfg: DictConfig) -> None:
         raise PipelineError(f"split ratios {', '.join(missing)} are not set: give all three, e.g. split=custom "
                             "split.train=0.6 split.dev=0.2 split.test=0.2.")
     check_group("data", cfg.data, DATA[source], _unknown)
+    if source == "multi":
+        _check_sources(cfg.data)
     check_group("loss", cfg.loss, _loss_schema(cfg.loss), _unknown)
     for group, schema in GROUPS.items():
         check_group(group, cfg[group], schema, _unknown)
@@ -266,6 +305,26 @@ def online_mining_needs_a_bank(cfg: DictConfig) -> None:
         raise refused("loss.bank_mining", "online", f"fixed for loss={loss.name}: online mining re-mines each row's "
                       f"negatives from the memory bank, and loss={loss.name} takes no bank negatives "
                       f"({spec.negatives_reason})", "Use loss=mnrl or hn_only with loss.negatives=bank.")
+
+
+@rule
+def static_model_options(cfg: DictConfig) -> None:
+    """Another tokenizer, dimension or start only make sense for a static model, and the base
+    model's token embeddings fit only its own tokenizer and dimension."""
+    model = cfg.model
+    if model.kind != "static":
+        for name, default in (("tokenizer", None), ("dim", None), ("init", "auto")):
+            if model[name] != default:
+                raise refused(f"model.{name}", model[name], f"{default} for model.kind={model.kind}: only a static "
+                              "model (model=static) takes another tokenizer, dimension or first vectors")
+        return
+    if model.init == "base" and (model.tokenizer is not None or model.dim is not None):
+        raise refused("model.init", "base", "auto, random or a .npy file with model.tokenizer or model.dim set: the "
+                      "base model's token embeddings fit only its own tokenizer and dimension")
+    if model.init not in ("auto", "base", "random") and not (model.init.endswith(".npy") and
+                                                             os.path.isfile(model.init)):
+        raise refused("model.init", model.init, "auto, base, random, or an existing .npy file of one vector per "
+                      "token of the tokenizer")
 
 
 def validate(cfg: DictConfig):

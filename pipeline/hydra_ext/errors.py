@@ -27,6 +27,10 @@ def describe(exc: HydraException) -> str:
     if isinstance(cause, ValidationError) and cause.full_key:  # a value of the wrong type
         return str(type_refusal(cause.full_key, cause.value, getattr(cause, "object_type", None), str(cause)))
     override = re.match(r"Could not override '([^']+)'\.\s*To append to your config use \+[^=]+=(.*)", text, re.S)
+    if override and str(getattr(cause, "full_key", "")).startswith(override.group(1) + "."):
+        key, value = override.group(1), override.group(2).splitlines()[0]
+        return (f"{key}={value}: {key} is a mapping of names you choose, and a new name needs a '+': add "
+                f"entries one by one, e.g. +{cause.full_key}=..., or replace the whole mapping with ++{key}={value}.")
     if override:
         return unknown_key_message(override.group(1), override.group(2).splitlines()[0],
                                    getattr(cause, "object_type", None))

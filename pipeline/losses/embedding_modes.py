@@ -7,6 +7,7 @@ the negatives' vectors come from; the wrapped loss scores them exactly as it wou
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 from typing import Any
 
 from sentence_transformers.sentence_transformer.losses import TripletLoss
@@ -15,7 +16,24 @@ from torch import Tensor, nn
 from pipeline.config.losses import NEGATIVES_MODES
 from pipeline.losses.memory_bank import CorpusMemoryBank
 from pipeline.losses.online_mining import OnlineMiner
-from pipeline.losses.step_embedding import StepEmbedder
+from pipeline.losses.step_embedding import StepCounts, StepEmbedder
+
+
+def step_metrics(losses: list[StepEmbeddingLoss]) -> dict[str, float]:
+    """StepEmbeddingLoss.metrics over several losses (a run of several sources trains one per
+    source's bank): their steps pooled, their banks' refreshes (taken at the same steps) and
+    refresh seconds."""
+    total, steps = StepCounts(), 0
+    for loss in losses:
+        total += loss.counts.total
+        steps += loss.counts.steps
+    metrics: dict[str, float] = {f"step/{name}": value / max(steps, 1) for name, value in asdict(total).items()}
+    metrics["step/steps"] = steps
+    banks = [loss.bank for loss in losses if loss.bank is not None]
+    if banks:
+        metrics["bank/refreshes"] = max(bank.refreshes for bank in banks)
+        metrics["bank/refresh_s"] = sum(bank.refresh_seconds for bank in banks)
+    return metrics
 
 
 class StepEmbeddingLoss(nn.Module):
@@ -118,12 +136,7 @@ class StepEmbeddingLoss(nn.Module):
         """Measured so far: per training step means of texts embedded with and without gradients,
         real and padded tokens and forwards (step/*), the steps they are over (step/steps), and the
         bank's refreshes and their seconds in all (bank/refreshes, bank/refresh_s)."""
-        metrics = {f"step/{name}": value for name, value in self.counts.means().items()}
-        metrics["step/steps"] = self.counts.steps
-        if self.bank is not None:
-            metrics["bank/refreshes"] = self.bank.refreshes
-            metrics["bank/refresh_s"] = self.bank.refresh_seconds
-        return metrics
+        return step_metrics([self])
 
     def recent(self) -> dict[str, float]:
         """Per-step figures since the last call (the online miner's: bank/removed_by_margin,

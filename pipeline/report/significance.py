@@ -18,7 +18,7 @@ from itertools import combinations
 
 import numpy as np
 
-from pipeline.report.stats import Difference, bootstrap_mean, paired_bootstrap, stack
+from pipeline.report.stats import Difference, Interval, bootstrap_mean, paired_bootstrap, stack
 
 # Report column -> per-query metric name; rows are compared and recommended on the first.
 METRICS = {"nDCG@10": "ndcg_at_10", "MRR@10": "mrr_at_10"}
@@ -27,10 +27,14 @@ COMPARED = "nDCG@10"
 
 @dataclass(frozen=True)
 class RowScores:
-    """A row's per-query scores: one (seeds x queries) matrix per metric, on one test set."""
+    """A row's per-query scores: one (seeds x queries) matrix per metric, on one test set; for a
+    run of several data sources, each query's source (`strata`, an index into `sources`), and
+    the row's figure is their macro average."""
 
     test_set: str
     matrices: dict[str, np.ndarray]
+    sources: tuple[str, ...] = ()
+    strata: np.ndarray | None = None
 
 
 @dataclass
@@ -55,10 +59,12 @@ def row_scores(given: list[dict | None]) -> RowScores | str:
     if len({scores["test_set"] for scores in per_run}) > 1:
         return "n/a (seeds scored different test sets)"
     query_ids = list(per_run[0]["queries"])
+    sources = tuple(per_run[0].get("sources", ()))
+    strata = np.array([sources.index(qid.split("/", 1)[0]) for qid in query_ids]) if sources else None
     return RowScores(per_run[0]["test_set"], {
         column: stack([{qid: values[metric] for qid, values in scores["queries"].items()}
                        for scores in per_run], query_ids)
-        for column, metric in METRICS.items()})
+        for column, metric in METRICS.items()}, sources, strata)
 
 
 def compare(rows: list[dict], per_run: dict[str, dict | None]) -> Comparison:
@@ -67,7 +73,8 @@ def compare(rows: list[dict], per_run: dict[str, dict | None]) -> Comparison:
     for row in rows:
         row["scores"] = row_scores([per_run[run_id] for run_id in row["runs"].split()])
         for column in METRICS:
-            row[f"{column} CI"] = bootstrap_mean(row["scores"].matrices[column]) if _scored(row) else None
+            row[f"{column} CI"] = bootstrap_mean(row["scores"].matrices[column], strata=row["scores"].strata) \
+                if _scored(row) else None
     reference = min(rows, key=lambda r: (r["config"], r["k"]))
     best = max(_on_main_test_set(rows), key=lambda r: r[COMPARED][0], default=None)
     for row in rows:
@@ -83,6 +90,28 @@ def compare(rows: list[dict], per_run: dict[str, dict | None]) -> Comparison:
     return Comparison(reference, best, recommended, pairs)
 
 
+def by_source(row: dict, reference: dict) -> dict[str, tuple[Interval, Difference | None]]:
+    """For a row of runs on several sources: each source's nDCG@10 interval over its own queries, and
+    the row minus the reference row on them (None for the reference itself, or unpaired)."""
+    scores = row["scores"]
+    if not _scored(row) or not scores.sources:
+        return {}
+    paired_with = reference if reference is not row and _scored(reference) and \
+        reference["scores"].test_set == scores.test_set else None
+    out = {}
+    for index, source in enumerate(scores.sources):
+        columns = scores.strata == index
+        mine = scores.matrices[COMPARED][:, columns]
+        theirs = paired_with["scores"].matrices[COMPARED][:, columns] if paired_with is not None else None
+        out[source] = (bootstrap_mean(mine), paired_bootstrap(mine, theirs) if theirs is not None else None)
+    return out
+
+
+def worse_sources(row: dict, reference: dict) -> list[str]:
+    """The sources on which `row` is significantly below the reference row."""
+    return [source for source, (_, d) in by_source(row, reference).items() if d is not None and d.high < 0]
+
+
 def recommendation(comparison: Comparison, rows: list[dict]) -> str:
     """The recommendation line: the recommended row, its k and why."""
     chosen, best = comparison.recommended, comparison.best
@@ -94,9 +123,15 @@ def recommendation(comparison: Comparison, rows: list[dict]) -> str:
         f"({label(best)}; paired bootstrap, {_difference_text(chosen['vs best Δ'])})")
     left_out = [f"{label(row)}, {row['vs best']}" for row in rows if row is not best and row["vs best Δ"] is None]
     note = f" Not considered: {'; '.join(left_out)}." if left_out else ""
+    sources = ""
+    if _scored(chosen) and chosen["scores"].sources:
+        worse = worse_sources(chosen, comparison.reference)
+        sources = (f" Its nDCG@10 is the macro average of {len(chosen['scores'].sources)} sources; against the "
+                   f"reference row ({label(comparison.reference)}) it is "
+                   + (f"significantly worse on {', '.join(worse)}." if worse else "significantly worse on none."))
     return (f"Recommendation: {label(chosen)}: the cheapest row by training time "
             f"({chosen['train time (s)'][0]:.1f} s) whose nDCG@10 is not significantly below the best "
-            f"row's at 95 %; {why}.{note}")
+            f"row's at 95 %; {why}.{note}{sources}")
 
 
 def _difference_text(difference: Difference) -> str:
@@ -120,7 +155,8 @@ def paired(row: dict, other: dict | None, column: str = COMPARED) -> Difference 
     if other is None or row is other or not (_scored(row) and _scored(other)) \
             or row["scores"].test_set != other["scores"].test_set:
         return None
-    return paired_bootstrap(row["scores"].matrices[column], other["scores"].matrices[column])
+    return paired_bootstrap(row["scores"].matrices[column], other["scores"].matrices[column],
+                            strata=row["scores"].strata)
 
 
 def _verdict(row: dict, other: dict | None, name: str, difference: Difference | None,

@@ -65,17 +65,26 @@ def stack(per_seed: Sequence[dict[str, float]], query_ids: Sequence[str] | None 
     return np.array([[scores[qid] for qid in query_ids] for scores in per_seed], dtype=float)
 
 
+def macro_mean(run: np.ndarray, strata: np.ndarray | None = None) -> float:
+    """The mean score; with `strata` (each query's group, e.g. its data source) the mean of the
+    groups' means, each group counting the same however many queries it has."""
+    if strata is None:
+        return float(run.mean())
+    return float(np.mean([run[:, strata == group].mean() for group in np.unique(strata)]))
+
+
 def bootstrap_mean(scores, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
-                   seed: int = 0) -> Interval:
-    """Percentile bootstrap interval of the mean score (per-query vector or seeds x queries)."""
+                   seed: int = 0, strata: np.ndarray | None = None) -> Interval:
+    """Percentile bootstrap interval of the mean score (per-query vector or seeds x queries); with
+    `strata`, of the macro mean, queries resampled within their group."""
     run = _matrix(scores, "scores")
-    (means,) = _resampled_means([run], resamples, seed)
+    (means,) = _resampled_means([run], resamples, seed, strata)
     low, high = _percentiles(means, confidence)
-    return Interval(float(run.mean()), low, high)
+    return Interval(macro_mean(run, strata), low, high)
 
 
 def paired_bootstrap(a, b, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
-                     seed: int = 0) -> Difference:
+                     seed: int = 0, strata: np.ndarray | None = None) -> Difference:
     """Bootstrap of mean(a) - mean(b) over the same queries, in the same column order.
 
     The p-value is two-sided, 2 x the share of resampled differences on the far side of 0, with
@@ -85,12 +94,13 @@ def paired_bootstrap(a, b, resamples: int = RESAMPLES, confidence: float = CONFI
     if run_a.shape[1] != run_b.shape[1]:
         raise ValueError(f"a has {run_a.shape[1]} queries and b {run_b.shape[1]}; "
                          "a paired comparison needs the same queries")
-    means_a, means_b = _resampled_means([run_a, run_b], resamples, seed)
+    means_a, means_b = _resampled_means([run_a, run_b], resamples, seed, strata)
     differences = means_a - means_b
     low, high = _percentiles(differences, confidence)
     far_side = min(np.count_nonzero(differences <= 0), np.count_nonzero(differences >= 0))
     p_value = min(1.0, 2 * (far_side + 1) / (resamples + 1))
-    return Difference(float(run_a.mean() - run_b.mean()), low, high, bool(low > 0 or high < 0), p_value)
+    return Difference(macro_mean(run_a, strata) - macro_mean(run_b, strata), low, high, bool(low > 0 or high < 0),
+                      p_value)
 
 
 def _matrix(scores, name: str) -> np.ndarray:
@@ -104,8 +114,10 @@ def _matrix(scores, name: str) -> np.ndarray:
     return run
 
 
-def _resampled_means(runs: list[np.ndarray], resamples: int, seed: int) -> list[np.ndarray]:
-    """Each run's mean in each resample: queries drawn once for all runs, seeds per run.
+def _resampled_means(runs: list[np.ndarray], resamples: int, seed: int,
+                     strata: np.ndarray | None = None) -> list[np.ndarray]:
+    """Each run's mean in each resample: queries drawn once for all runs, seeds per run; with
+    `strata`, queries drawn within each group as many as it has, and the mean of the groups' means.
 
     Queries and seeds draw from separate generators, so adding a seed changes no query draw.
     """
@@ -115,15 +127,22 @@ def _resampled_means(runs: list[np.ndarray], resamples: int, seed: int) -> list[
     n_queries = runs[0].shape[1]
     means = [np.empty(resamples) for _ in runs]
     block = max(1, _VALUES_PER_BLOCK // n_queries)
+    groups = [np.arange(n_queries)] if strata is None else [np.flatnonzero(strata == g) for g in np.unique(strata)]
+    # Each drawn query's weight in the mean: 1 / queries with one group, 1 / (groups x its group's size).
+    share = np.concatenate([np.full(len(group), 1 / (len(groups) * len(group))) for group in groups])
     for start in range(0, resamples, block):
         size = min(block, resamples - start)
-        queries = query_rng.integers(0, n_queries, size=(size, n_queries))
+        if strata is None:
+            queries = query_rng.integers(0, n_queries, size=(size, n_queries))
+        else:
+            queries = np.concatenate([group[query_rng.integers(0, len(group), size=(size, len(group)))]
+                                      for group in groups], axis=1)
         for run, seed_rng, out in zip(runs, seed_rngs, means):
             n_seeds = run.shape[0]
             drawn = seed_rng.integers(0, n_seeds, size=(size, n_seeds))
             weights = (drawn[:, :, None] == np.arange(n_seeds)).mean(axis=1)  # share of each seed
-            per_query = weights @ run
-            out[start:start + size] = np.take_along_axis(per_query, queries, axis=1).mean(axis=1)
+            per_query = np.take_along_axis(weights @ run, queries, axis=1)
+            out[start:start + size] = per_query.mean(axis=1) if strata is None else per_query @ share
     return means
 
 

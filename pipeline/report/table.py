@@ -6,13 +6,14 @@ Intervals, paired tests and the recommendation come from pipeline.report.signifi
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from pathlib import Path
 
 from pipeline.config.inert import inert
 from pipeline.report.budgets import BUDGET, NEGATIVES, SPENT, UNIT, AtBudget, at_equal_cost, setup
 from pipeline.report.budgets import lines as budget_lines
-from pipeline.report.significance import COMPARED, Comparison, compare, label
+from pipeline.report.significance import COMPARED, Comparison, by_source, compare, label
 from pipeline.report.significance import METRICS as COMPARED_METRICS
 from pipeline.report.stats import RESAMPLES
 
@@ -35,7 +36,12 @@ def _config_key(params: dict[str, str]) -> tuple:
 
 
 def _spread(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+    """Mean and standard deviation over seeds; runs without the metric (nan) are left out, as
+    statistics.stdev fails on nan."""
+    known = [value for value in values if not math.isnan(value)]
+    if not known:
+        return float("nan"), None
+    return statistics.fmean(known), (statistics.stdev(known) if len(known) > 1 else None)
 
 
 def summarize(runs: list, per_run: dict[str, dict | None]) -> tuple[list[dict], Comparison, bool]:
@@ -145,10 +151,35 @@ def to_markdown(rows: list[dict], comparison: Comparison, recommendation: str, c
     if computed_texts:
         lines.append("texts/step = train.batch_size × (2 + k), computed (the runs log no "
                      f"`{TEXTS_PER_STEP}`).")
+    lines += _source_lines(rows, comparison)
     answers = at_equal_cost(rows)
     if answers:
         lines += ["", *_equal_cost_lines(answers, rows)]
     return "\n".join(lines) + "\n"
+
+
+def _source_lines(rows: list[dict], comparison: Comparison) -> list[str]:
+    """Runs on several data sources: each row's nDCG@10 per source with its interval, and its
+    difference from the reference row on that source's queries ([] for runs on one source)."""
+    tables = [(row, by_source(row, comparison.reference)) for row in rows]
+    tables = [(row, table) for row, table in tables if table]
+    if not tables:
+        return []
+    sources = list(tables[0][1])
+    lines = ["", "### Per source", "", "| row | " + " | ".join(f"{s} nDCG@10 | {s} Δ vs reference" for s in sources)
+             + " |", "|---|" + "---|---|" * len(sources)]
+    for row, table in tables:
+        cells = []
+        for source in sources:
+            interval, difference = table.get(source, (None, None))
+            cells.append(f"{interval.mean:.4f} {_interval(interval)}" if interval else "n/a")
+            cells.append("reference" if row is comparison.reference else "n/a" if difference is None else
+                         f"{difference.mean:+.4f} {_interval(difference, signed=True)}"
+                         f"{' (worse)' if difference.high < 0 else ''}")
+        lines.append(f"| {label(row)} | " + " | ".join(cells) + " |")
+    return lines + ["", "The row's nDCG@10 above is the macro average of its sources (each counts the same); "
+                    "per source: a bootstrap over that source's queries, and the paired difference from the "
+                    "reference row on them ('worse': its 95 % interval is below 0)."]
 
 
 def _equal_cost_lines(answers: list[AtBudget], rows: list[dict]) -> list[str]:

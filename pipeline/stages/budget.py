@@ -83,7 +83,7 @@ class Spend(TrainerCallback):
     step, and its tokens are not counted."""
 
     def __init__(self, texts_per_step: float, refresh_tokens: float = 0.0) -> None:
-        self.loss = None  # the trainer's loss, once it is built (pipeline.stages.train.fit)
+        self.losses: list = []  # the trainer's StepEmbeddingLoss modules, once built (train.fit)
         self.texts_per_step = texts_per_step
         self.refresh_tokens = refresh_tokens
         self.steps = 0
@@ -98,16 +98,18 @@ class Spend(TrainerCallback):
         self.steps += 1
 
     def mine(self) -> dict[str, float]:
-        """This process's spend so far."""
-        counts = getattr(self.loss, "counts", None)
-        bank = getattr(self.loss, "bank", None)
-        spent = {"spent/seconds": self.step_seconds + (bank.refresh_seconds if bank is not None else 0.0)}
-        if counts is None:
+        """This process's spend so far (every source's loss, in a run of several)."""
+        banks = [loss.bank for loss in self.losses if loss.bank is not None]
+        spent = {"spent/seconds": self.step_seconds + sum(bank.refresh_seconds for bank in banks)}
+        if not self.losses:
             return spent | {"spent/texts": self.steps * self.texts_per_step}
-        total = counts.total
-        passes = WITH_GRAD * total.tokens_padded_with_grad + total.tokens_padded - total.tokens_padded_with_grad
-        passes += (bank.refreshes if bank is not None else 0) * self.refresh_tokens
-        return spent | {"spent/texts": float(total.texts_with_grad), "spent/tokens": float(passes)}
+        texts = sum(loss.counts.total.texts_with_grad for loss in self.losses)
+        padded = sum(loss.counts.total.tokens_padded for loss in self.losses)
+        with_grad = sum(loss.counts.total.tokens_padded_with_grad for loss in self.losses)
+        # refresh_tokens: every bank's, one refresh each (banks refresh at the same steps)
+        passes = WITH_GRAD * with_grad + padded - with_grad + max((b.refreshes for b in banks), default=0) * \
+            self.refresh_tokens
+        return spent | {"spent/texts": float(texts), "spent/tokens": float(passes)}
 
     def figures(self) -> dict[str, float]:
         """The run's spend so far, every process's (texts and tokens: this one's times the processes)."""

@@ -108,7 +108,7 @@ def padded_tokens(figures: dict[str, float]) -> float:
     return figures.get("cost/step_tokens_padded", figures["cost/tokens_per_step_padded"])
 
 
-def estimate(cfg: DictConfig, hardware, model, train_ds, padded_per_step: float, bank=None) -> tuple[float, str]:
+def estimate(cfg: DictConfig, hardware, model, train_ds, bank, padded_per_step: float) -> tuple[float, str]:
     """(seconds per step, how they were found): measured at the run's batch, or at a smaller
     one and scaled by the padded tokens per step of the run's step embedding."""
     batch = calibration_batch(cfg, padded_per_step)
@@ -118,7 +118,10 @@ def estimate(cfg: DictConfig, hardware, model, train_ds, padded_per_step: float,
     smaller = merged(cfg, {"train": {"batch_size": batch}})
     if "mini_batch_size" in cfg.loss:
         smaller.loss.mini_batch_size = min(cfg.loss.mini_batch_size, batch)
-    padded = padded_tokens(cost.predict(smaller, model, train_ds, bank))
+    # With several sources, the first's step stands for the mix (the scale is a ratio of tokens).
+    sample, sample_bank = (next(iter(train_ds.values())), next(iter(bank.values())) if bank else None) \
+        if isinstance(train_ds, dict) else (train_ds, bank)
+    padded = padded_tokens(cost.per_step(smaller, model, sample, sample_bank))
     seconds = calibrate(smaller, hardware, model, train_ds, bank=bank).seconds
     scale = padded_per_step / padded
     return statistics.median(seconds) * scale, (

@@ -134,17 +134,15 @@ def per_step(cfg: DictConfig, model, train_ds, bank=None) -> dict[str, float]:
     return figures
 
 
-def predict(cfg: DictConfig, model, train_ds, bank=None, step: dict[str, float] | None = None) -> dict[str, float]:
-    """The cost/* figures of training `model` on `train_ds` with config `cfg`: what a step costs
-    (`step`, per_step's figures, computed if not given) and what the whole run does (its steps
-    per epoch and steps, texts and tokens per epoch, a bank's refreshes); `bank` (mine.Bank) in
-    bank mode."""
-    step = step if step is not None else per_step(cfg, model, train_ds, bank)
-    per_epoch, steps = total_steps(len(train_ds), cfg.train, parallel.world_size())
+def predict(cfg: DictConfig, rows: int, step: dict[str, float]) -> dict[str, float]:
+    """The cost/* figures of training on `rows` training rows with config `cfg`: what a step costs
+    (`step`: per_step's figures) and what the whole run does (its steps per epoch and steps,
+    texts and tokens per epoch, a bank's refreshes)."""
+    per_epoch, steps = total_steps(rows, cfg.train, parallel.world_size())
     figures = dict(step) | {
         "cost/steps_per_epoch": per_epoch,
         "cost/steps": steps,
-        "cost/texts_per_epoch": len(train_ds) * (2 + cfg.k),
+        "cost/texts_per_epoch": rows * (2 + cfg.k),
         "cost/tokens_per_epoch_real": step["cost/tokens_per_step_real"] * per_epoch,
         "cost/tokens_per_epoch_padded": step["cost/tokens_per_step_padded"] * per_epoch,
     }

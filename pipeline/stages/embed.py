@@ -19,7 +19,7 @@ VERSION = "2"
 # Embeddings per (model, data), whatever the miner setting.
 STAGE = Stage("embed", VERSION,
               config=lambda cfg: {"max_seq_length": cfg.model.max_seq_length, "batch_size": cfg.miner.batch_size},
-              upstream=(split.STAGE,), fingerprint=lambda cfg: models.model_fingerprint(cfg.model), collective=True)
+              upstream=(split.STAGE,), fingerprint=models.identity, collective=True)
 
 
 def texts(train_ds) -> tuple[list[str], list[str]]:

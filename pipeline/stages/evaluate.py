@@ -11,6 +11,7 @@ report put intervals on them. Dev evaluation during training keeps the evaluator
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -32,7 +33,7 @@ BASE = Stage("base_eval", VERSION,
                                  "test": test_sets.file_fingerprint(cfg.eval.test) if cfg.eval.test else None,
                                  "max_seq_length": cfg.model.max_seq_length, "query_prompt": cfg.eval.query_prompt,
                                  "corpus_prompt": cfg.eval.corpus_prompt},
-             upstream=(split.STAGE,), fingerprint=lambda cfg: models.model_fingerprint(cfg.model), collective=True)
+             upstream=(split.STAGE,), fingerprint=models.identity, collective=True)
 
 
 def distractors(train_ds, n: int, seed: int) -> list[str]:
@@ -101,18 +102,34 @@ class DevSetup:
         return self.evaluator is not None or self.loss_data is not None
 
 
-def dev_setup(eval_cfg, splits, seed: int) -> DevSetup:
-    """eval.kind=ir: dev queries against dev positives (+ distractors, capped at eval.dev_max_corpus);
-    eval.kind=loss: the dev split for the loss; eval.cadence=none: nothing."""
+def dev_setup(eval_cfg, splits: dict, seed: int) -> DevSetup:
+    """eval.kind=ir: dev queries against dev positives (+ distractors from the source's own train
+    positives, capped at eval.dev_max_corpus); eval.kind=loss: the dev split for the loss;
+    eval.cadence=none: nothing. `splits`: each source's; with several, every source is evaluated
+    on its own (dev_<source>: the trainer logs dev/<source>/*, train_report their macro average)."""
     if eval_cfg.cadence == "none":
         return DevSetup()
     if eval_cfg.kind == "loss":
-        return DevSetup(loss_data=splits["dev"], sizes={"eval/dev_queries": len(splits["dev"])})
-    extra = distractors(splits["train"], eval_cfg.dev_distractors, seed)
-    evaluator = ir_evaluator(splits["dev"], extra, "dev", eval_cfg.batch_size, eval_cfg.query_prompt,
-                             eval_cfg.corpus_prompt, eval_cfg.dev_max_corpus)
-    return DevSetup(evaluator=evaluator, sizes={"eval/dev_queries": len(evaluator.queries),
-                                                "eval/dev_corpus": len(evaluator.corpus)})
+        if len(splits) == 1:
+            (part,) = splits.values()
+            return DevSetup(loss_data=part["dev"], sizes={"eval/dev_queries": len(part["dev"])})
+        import datasets
+
+        return DevSetup(loss_data=datasets.DatasetDict({name: part["dev"] for name, part in splits.items()}),
+                        sizes={"eval/dev_queries": sum(len(part["dev"]) for part in splits.values())})
+    evaluators = {name: ir_evaluator(part["dev"], distractors(part["train"], eval_cfg.dev_distractors, seed),
+                                     "dev" if len(splits) == 1 else f"dev_{name}", eval_cfg.batch_size,
+                                     eval_cfg.query_prompt, eval_cfg.corpus_prompt, eval_cfg.dev_max_corpus)
+                  for name, part in splits.items()}
+    sizes = {"eval/dev_queries": sum(len(e.queries) for e in evaluators.values()),
+             "eval/dev_corpus": sum(len(e.corpus) for e in evaluators.values())}
+    if len(evaluators) == 1:
+        return DevSetup(evaluator=next(iter(evaluators.values())), sizes=sizes)
+    from sentence_transformers.base.evaluation import SequentialEvaluator
+
+    return DevSetup(evaluator=SequentialEvaluator(list(evaluators.values()),
+                                                  main_score_function=lambda scores: sum(scores) / len(scores)),
+                    sizes=sizes)
 
 
 def build_test_set(eval_cfg, splits, seed: int) -> RetrievalSet:
@@ -124,13 +141,21 @@ def build_test_set(eval_cfg, splits, seed: int) -> RetrievalSet:
     return test_sets.from_pairs(zip(splits["test"]["anchor"], splits["test"]["positive"]), extra)
 
 
-def test_set(ctx: Context, splits) -> RetrievalSet:
-    """The run's test set (build_test_set), recorded as the run's test input, and what it shares
-    with the training data (split/leaked_*)."""
-    test = build_test_set(ctx.cfg.eval, splits, ctx.cfg.split.seed)
-    ctx.result.add_input("test", test.as_rows(), test.fingerprint())
-    ctx.result.add(test_sets.leaks(test, splits["train"], splits["dev"]))
-    return test
+def held_out(parts: dict[str, Context], splits: dict) -> dict[str, RetrievalSet]:
+    """Each source's test set (build_test_set), recorded as its test input, with what it shares
+    with its own training data (split/leaked_*) and, in a run of several sources, with the others'
+    (split/<source>/leaked_across_sources: test queries and relevant texts that are another
+    source's training texts, e.g. the same English anchor in two language sources)."""
+    tests = {}
+    for name, part in parts.items():
+        test = tests[name] = build_test_set(part.cfg.eval, splits[name], part.cfg.split.seed)
+        part.add_input("test", test.as_rows(), test.fingerprint())
+        part.add(test_sets.leaks(test, splits[name]["train"], splits[name]["dev"]))
+        if len(parts) > 1:
+            others = {text for other in parts if other != name for column in ("anchor", "positive")
+                      for text in splits[other]["train"][column]}
+            part.add({"split/leaked_across_sources": test_sets.shared_texts(test, others)})
+    return tests
 
 
 def base(ctx: Context, model, test: RetrievalSet) -> dict[str, float]:
@@ -141,29 +166,61 @@ def base(ctx: Context, model, test: RetrievalSet) -> dict[str, float]:
 
     entry, seconds = ctx.cached(BASE, build)
     scores = json.loads((entry.path / "metrics.json").read_text())
-    ctx.result.add({"time/base_eval_s": seconds} | {f"base/{name}": scores[name] for name in METRICS})
-    ctx.result.add_artifact(entry.path / PER_QUERY, "base")
+    ctx.add({"time/base_eval_s": seconds} | {f"base/{name}": scores[name] for name in METRICS})
+    ctx.add_artifact(entry.path / PER_QUERY, "base")
     return scores
 
 
-def tuned(ctx: Context, model, test: RetrievalSet, base_scores: dict[str, float]) -> None:
-    """The test stage: the fine-tuned model's metrics (test/*) and gains over the base (gain/*)."""
-    cfg = ctx.cfg.eval
+def tested(ctx: Context, parts: dict[str, Context], model, tests: dict[str, RetrievalSet],
+           bases: dict[str, dict[str, float]]) -> None:
+    """The test stage: the fine-tuned model's metrics (test/*) and gains over the base (gain/*) on
+    each source's test set; in a run of several sources those are per source (test/de/ndcg_at_10)
+    and test/*, base/* and gain/* are their macro averages (each source counts the same, however
+    many queries it has: the run's figure), and test/per_query.json holds every source's queries
+    (as <source>/<query id>) for the report."""
     start = time.perf_counter()
-    out = ctx.result.run_dir / "test"
+    means, scored = {}, {}
     with progress.stage("test"):
-        scores = score(model, test, cfg.batch_size, cfg.query_prompt, cfg.corpus_prompt)
-        if parallel.is_main():
-            out.mkdir(exist_ok=True)
-            save(scores, test, out)
-    ctx.result.add_artifact(out / PER_QUERY, "test")
+        for name, part in parts.items():
+            cfg = part.cfg.eval
+            scored[name] = score(model, tests[name], cfg.batch_size, cfg.query_prompt, cfg.corpus_prompt,
+                                 "test" if len(parts) == 1 else f"test ({name})")
+            means[name] = scored[name].means()
+            part.add({f"test/{metric}": means[name][metric] for metric in METRICS}
+                     | {f"gain/{metric}": means[name][metric] - bases[name][metric] for metric in METRICS}
+                     | {"test/corpus_size": len(tests[name].corpus), "test/queries": len(tests[name].queries)})
+    out = ctx.result.run_dir / "test"
+    if parallel.is_main():
+        out.mkdir(exist_ok=True)
+        if len(parts) == 1:
+            (name,) = parts
+            save(scored[name], tests[name], out)
+        else:
+            for name in parts:
+                (out / name).mkdir(exist_ok=True)
+                save(scored[name], tests[name], out / name)
+                parts[name].add_artifact(out / name / PER_QUERY, "test")
+            _save_together(scored, tests, out)
+    ctx.add_artifact(out / PER_QUERY, "test")
     seconds = time.perf_counter() - start
-    means = scores.means()
-    figures = {"time/test_s": seconds, "time/eval_s": seconds + ctx.result.metrics["time/base_eval_s"],
-               "test/corpus_size": len(test.corpus), "test/queries": len(test.queries)}
-    for name in METRICS:
-        figures |= {f"test/{name}": means[name], f"gain/{name}": means[name] - base_scores[name]}
-    ctx.result.add(figures, {MODEL_DIR: str(ctx.result.model_dir)})
+    base_s = sum(ctx.result.metrics[part.named("time/base_eval_s")] for part in parts.values())
+    figures = {"time/test_s": seconds, "time/eval_s": seconds + base_s}
+    if len(parts) > 1:
+        for metric in METRICS:
+            test = sum(means[name][metric] for name in parts) / len(parts)
+            base_mean = sum(bases[name][metric] for name in parts) / len(parts)
+            figures |= {f"test/{metric}": test, f"base/{metric}": base_mean, f"gain/{metric}": test - base_mean}
+        figures |= {"test/queries": sum(len(test.queries) for test in tests.values()), "data/sources": len(parts)}
+    ctx.add(figures, {MODEL_DIR: str(ctx.result.model_dir)})
+
+
+def _save_together(scored: dict[str, PerQueryScores], tests: dict[str, RetrievalSet], out: Path) -> None:
+    """Every source's per-query scores in one per_query.json: query ids <source>/<id>, and a test-set
+    fingerprint of every source's."""
+    together = {f"{name}/{qid}": values for name, scores in scored.items() for qid, values in scores.table().items()}
+    fingerprint = hashlib.sha256("|".join(f"{name}={tests[name].fingerprint()}" for name in scored).encode())
+    (out / PER_QUERY).write_text(json.dumps({"test_set": fingerprint.hexdigest()[:16], "sources": list(scored),
+                                             "queries": together}))
 
 
 def score(model, test: RetrievalSet, batch_size: int = 32, query_prompt: str | None = None,

@@ -76,8 +76,8 @@ def run(ctx: Context, train_split, model) -> TrainingSet:
     corpus vectors start the bank (plan mode: zeros, a step's time does not depend on them)."""
     cfg = ctx.cfg
     if cfg.k == 0:
-        ctx.result.add({"time/mine_s": 0.0})
-        ctx.result.add_input("train", train_split, split.part_digest(ctx, "train"))
+        ctx.add({"time/mine_s": 0.0})
+        ctx.add_input("train", train_split, split.part_digest(ctx, "train"))
         rows, negatives = train_split, "no"
     elif ctx.plan and not ctx.is_cached(STAGE):
         rows, negatives = stand_in_negatives(train_split, cfg.k, cfg.seed), "stand-in"
@@ -90,7 +90,7 @@ def run(ctx: Context, train_split, model) -> TrainingSet:
             vectors = np.zeros((len(corpus), model.get_embedding_dimension()), dtype=np.float32)
         else:
             embedded, seconds = embed.run(ctx, model, train_split)
-            ctx.result.add({"time/bank_init_s": seconds})
+            ctx.add({"time/bank_init_s": seconds})
             vectors = embed.load(embedded.path)[1]
         online = cfg.loss.bank_mining == "online"
         bank = Bank(corpus, vectors, with_corpus_ids(rows, corpus, train_split if online else None))
@@ -103,7 +103,7 @@ def _mined(ctx: Context, train_split, model):
     cfg, embed_s, embedded = ctx.cfg, 0.0, None
     if not parallel.broadcast(ctx.is_cached(STAGE) if parallel.is_main() else None):
         embedded, embed_s = embed.run(ctx, model, train_split)  # every process encodes its share
-        ctx.result.add({"time/embed_s": embed_s})
+        ctx.add({"time/embed_s": embed_s})
 
     def build(out: Path) -> None:
         if embedded is None:
@@ -115,8 +115,8 @@ def _mined(ctx: Context, train_split, model):
     start = time.perf_counter()
     mined, stats = for_k(entry.path, train_split, cfg.k, cfg.miner, cfg.seed)
     cut_s = time.perf_counter() - start
-    ctx.result.add(stats | {"time/mine_cut_s": cut_s, "time/mine_s": embed_s + lookup_s + cut_s})
-    ctx.result.add_input("train", mined, train_digest(ctx))
+    ctx.add(stats | {"time/mine_cut_s": cut_s, "time/mine_s": embed_s + lookup_s + cut_s})
+    ctx.add_input("train", mined, train_digest(ctx))
     return mined
 
 

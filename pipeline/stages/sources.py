@@ -1,4 +1,9 @@
-"""Where (anchor, positive) pairs come from: docstrings, a local file, or a hub dataset.
+"""Where (anchor, positive) pairs come from: docstrings, a local file, a hub dataset, or the
+translations of pinned packages; and a run's data as named sources (`named`).
+
+A run has one source (data=docstrings, files, hf), or several: one per language (data=
+translations) or any mix (data=multi). Each source is split, mined, batched and scored on its
+own; `named` gives each source's config, the one the stages see as `cfg.data` for it.
 
 Local files are read here, not through `datasets`, so that every problem names
 its line: a byte that is not UTF-8, a line that is not JSON, a cell that is not
@@ -14,10 +19,11 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from pipeline.config.schema import DATA
 from pipeline.errors import PipelineError
-from pipeline.stages import docstrings
+from pipeline.stages import docstrings, translations
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -156,10 +162,41 @@ def check(cfg: DictConfig, group_column: str | None = None) -> None:
                             f"columns {columns}.")
 
 
+def named(data_cfg: DictConfig) -> dict[str, DictConfig]:
+    """The run's sources by name, each as the data config of one source: the run's own data for
+    docstrings, files and hf (one source, named after its kind); one per language for
+    translations (named after the language, `languages` holding just it); and for multi each
+    included source with its kind's defaults filled in, and the run's max_rows where it sets
+    none (a translations source of several languages gives one per language, named
+    `<name>-<language>`)."""
+    if data_cfg.source == "multi":
+        found: dict[str, DictConfig] = {}
+        for name in data_cfg.include or list(data_cfg.sources):
+            node = data_cfg.sources[name]
+            part = OmegaConf.merge(OmegaConf.structured(DATA[node.source]), node)
+            assert isinstance(part, DictConfig)
+            if part.max_rows is None:
+                part.max_rows = data_cfg.max_rows
+            views = named(part)
+            for inner, view in views.items():
+                found[name if len(views) == 1 else f"{name}-{inner}"] = view
+        return found
+    if data_cfg.source == "translations":
+        views = {}
+        for language in data_cfg.languages:
+            view = data_cfg.copy()
+            view.languages = [language]
+            views[language] = view
+        return views
+    return {data_cfg.source: data_cfg}
+
+
 def fingerprint(cfg: DictConfig) -> str:
-    """What the data depends on beyond its config: file contents, or the environment."""
+    """What one source's data depends on beyond its config: file contents, or the environment."""
     if cfg.source == "docstrings":
         return docstrings.fingerprint(list(cfg.packages))
+    if cfg.source == "translations":
+        return translations.fingerprint(cfg.languages[0], list(cfg.catalogs))
     if cfg.source == "files":
         path = Path(cfg.path)
         if not path.is_file():
@@ -190,6 +227,9 @@ def _file_rows(cfg: DictConfig) -> Iterator[tuple[str, dict]]:
 
 
 def _rows(cfg: DictConfig) -> Iterator[tuple[str, dict]]:
+    if cfg.source == "translations":
+        pairs = translations.harvest(cfg.languages[0], list(cfg.catalogs), cfg.min_chars)
+        return ((f"pair {number}", pair) for number, pair in enumerate(pairs, 1))
     if cfg.source == "docstrings":
         rows = docstrings.harvest(list(cfg.packages), cfg.min_summary_words, cfg.min_body_chars,
                                   cfg.max_body_chars)

@@ -4,10 +4,15 @@ Rows are split by group (by default the positive text), so no positive can
 appear in two splits: a leaked positive would make test scores lie. With a fixed
 test set (eval.test) the split makes train and dev only. `split.seed` seeds it,
 not the training seed, so runs of several seeds share one split.
+
+Translations of one English text are aligned across languages (data.align): groups
+are ordered by a seeded hash of the English anchor rather than shuffled, so an
+English text in German test is in French test too, not a French training text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -25,16 +30,49 @@ SPLITS = ("train", "dev", "test")
 STAGE = Stage("split", VERSION,
               config=lambda cfg: {"data": resolved(cfg.data), "split": resolved(cfg.split),
                                   "fixed_test": cfg.eval.test is not None},
-              fingerprint=lambda cfg: sources.fingerprint(cfg.data))
+              fingerprint=lambda ctx: sources.fingerprint(ctx.cfg.data))
 
 
 def _group_of(row: dict, group_column: str | None) -> str:
     return str(row["_extra"][group_column]) if group_column else row["positive"]
 
 
-def split_rows(rows: list[dict], cfg: DictConfig, seed: int, with_test: bool = True) -> dict[str, list[dict]]:
+def _counted_parts(groups: dict[str, list[dict]], targets: dict[str, int], seed: int):
+    """(group, part) in a seeded shuffle: test, then dev, take groups until each has its rows."""
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    taken = {"test": 0, "dev": 0, "train": 0}
+    for name in names:
+        part = next((p for p in ("test", "dev") if taken[p] < targets[p]), "train")
+        taken[part] += len(groups[name])
+        yield name, part
+
+
+def _aligned_parts(groups: dict[str, list[dict]], cfg: DictConfig, seed: int, with_test: bool):
+    """(group, part) by where a seeded hash of the group's name falls in [0, 1): test below the
+    test ratio, dev below test + dev, so a name lands in the same part in every source (up to
+    split.max_test and max_dev: groups past a cap go to train)."""
+    test = cfg.test if with_test else 0.0
+    caps = {"test": cfg.max_test, "dev": cfg.max_dev, "train": None}
+    taken = {"test": 0, "dev": 0, "train": 0}
+    for name in sorted(groups, key=lambda name: _unit(name, seed)):
+        u = _unit(name, seed)
+        part = "test" if u < test else "dev" if u < test + cfg.dev else "train"
+        if caps[part] is not None and taken[part] >= caps[part]:
+            part = "train"
+        taken[part] += len(groups[name])
+        yield name, part
+
+
+def _unit(name: str, seed: int) -> float:
+    return int(hashlib.sha1(f"{seed}\0{name}".encode()).hexdigest(), 16) / 16 ** 40
+
+
+def split_rows(rows: list[dict], cfg: DictConfig, seed: int, with_test: bool = True,
+               aligned: bool = False) -> dict[str, list[dict]]:
     """De-duplicate, then assign whole groups to train/dev/test by the configured ratios; without
-    a test part (a fixed test set) the test ratio goes to train."""
+    a test part (a fixed test set) the test ratio goes to train. `aligned` groups by anchor and
+    places each by its hash, the same in every source that shares anchors."""
     if cfg.group_column and rows and cfg.group_column not in rows[0]["_extra"]:
         raise PipelineError(
             f"split.group_column={cfg.group_column!r}: no such column; the data has columns "
@@ -50,19 +88,16 @@ def split_rows(rows: list[dict], cfg: DictConfig, seed: int, with_test: bool = T
                             "check data.path and the column mapping.")
     groups: dict[str, list[dict]] = {}
     for row in unique:
-        groups.setdefault(_group_of(row, cfg.group_column), []).append(row)
-    names = sorted(groups)
-    random.Random(seed).shuffle(names)
+        groups.setdefault(row["anchor"] if aligned else _group_of(row, cfg.group_column), []).append(row)
     n = len(unique)
     targets = {"test": round(cfg.test * n) if with_test else 0, "dev": round(cfg.dev * n)}
     for part, cap in (("test", cfg.max_test), ("dev", cfg.max_dev)):
         if cap is not None:
             targets[part] = min(targets[part], cap)
     parts: dict[str, list[dict]] = {name: [] for name in SPLITS}
-    for name in names:
-        rows_of_group = groups[name]
-        part = next((p for p in ("test", "dev") if len(parts[p]) < targets[p]), "train")
-        parts[part].extend(rows_of_group)
+    for name, part in (_aligned_parts(groups, cfg, seed, with_test) if aligned
+                       else _counted_parts(groups, targets, seed)):
+        parts[part].extend(groups[name])
     wanted = {"train": True, "dev": cfg.dev > 0 and cfg.max_dev != 0,
               "test": with_test and cfg.test > 0 and cfg.max_test != 0}
     for part in SPLITS:
@@ -88,9 +123,9 @@ def run(ctx: Context):
     dev set (as a dataset input) on the run's result."""
     cfg = ctx.cfg
     entry, seconds = ctx.cached(STAGE, lambda out: build(cfg.data, cfg.split, cfg.eval.test is None, out))
-    ctx.result.add(json.loads((entry.path / "stats.json").read_text()) | {"time/split_s": seconds})
+    ctx.add(json.loads((entry.path / "stats.json").read_text()) | {"time/split_s": seconds})
     splits = load(entry.path)
-    ctx.result.add_input("dev", splits["dev"], part_digest(ctx, "dev"))
+    ctx.add_input("dev", splits["dev"], part_digest(ctx, "dev"))
     return splits
 
 
@@ -105,7 +140,8 @@ def build(data_cfg: DictConfig, split_cfg: DictConfig, with_test: bool, out_dir:
     counted against the test set the run scores on: test_sets.leaks)."""
     import datasets
 
-    parts = split_rows(load_pairs(data_cfg), split_cfg, split_cfg.seed, with_test)
+    aligned = data_cfg.source == "translations" and data_cfg.align
+    parts = split_rows(load_pairs(data_cfg), split_cfg, split_cfg.seed, with_test, aligned)
     # An empty split (dev with split.dev=0) is left out: datasets cannot reload one; load() restores it.
     dsd = datasets.DatasetDict({name: _pairs_dataset(rows) for name, rows in parts.items() if rows})
     dsd.save_to_disk(str(out_dir / "splits"))

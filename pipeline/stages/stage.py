@@ -12,17 +12,21 @@ they are measured.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline import parallel, progress
 from pipeline.cache import Entry, StageCache, stage_key
 from pipeline.result import RunResult
+
+# When this process started its job: an entry built since was built by it (its checks build the split).
+STARTED = time.time()
 
 
 def resolved(node: DictConfig) -> dict:
@@ -31,60 +35,123 @@ def resolved(node: DictConfig) -> dict:
     return container
 
 
-def _nothing(cfg: DictConfig) -> str:
+def _nothing(ctx: Context) -> str:
     return ""
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A cached stage's declaration (see the module docstring). `collective`: its build encodes
-    texts, so in a multi-process run every process takes part in it (pipeline.parallel)."""
+    """A cached stage's declaration (see the module docstring): `config(cfg)` is the part of the
+    config its outputs depend on, `fingerprint(ctx)` what else (a file's contents, the model's
+    identity). `collective`: its build encodes texts, so in a multi-process run every process
+    takes part in it (pipeline.parallel)."""
 
     name: str
     version: str
     config: Callable[[DictConfig], Any]
     upstream: tuple[Stage, ...] = ()
-    fingerprint: Callable[[DictConfig], str] = _nothing
+    fingerprint: Callable[[Context], str] = _nothing
     collective: bool = False
 
 
 @dataclass
 class Context:
-    """A run (or plan mode) as the stages see it. `cfg` holds one data source in `data` (the
-    run's own, or one of several: `for_source`); `keys` memoizes cache keys per stage."""
+    """A run (or plan mode) as the stages see it. `cfg` holds one data source in `data`: the
+    run's own, or in a run of several sources one of them (`sources`, whose figures, inputs and
+    artifacts are then named after their source: split/de/train_rows). `keys` memoizes cache
+    keys per stage; `model_id` is what identifies the base model's weights for cache keys (the
+    driver sets it once the model exists: a static model may be trained on the data)."""
 
     cfg: DictConfig
     hardware: Any  # pipeline.config.hardware.Hardware
     result: RunResult
     plan: bool = False
+    source: str | None = None
+    model_id: str = ""
     keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def cache(self) -> StageCache:
         return StageCache(self.cfg.paths.cache_dir)
 
+    def sources(self) -> dict[str, Context]:
+        """One Context per data source (pipeline.stages.sources.named); a run of one source gets
+        itself, so its figures keep their names."""
+        from pipeline.stages.sources import named
+
+        views = named(self.cfg.data)
+        if len(views) == 1 and next(iter(views.values())) is self.cfg.data:
+            return {name: self for name in views}
+        parts = {}
+        for name, data in views.items():
+            cfg = self.cfg.copy()
+            with open_dict(cfg):
+                cfg.data = data
+            source = name if len(views) > 1 else None  # one source's figures keep their names
+            parts[name] = Context(cfg, self.hardware, self.result, self.plan, source, self.model_id)
+        return parts
+
+    def named(self, name: str) -> str:
+        """A figure's name for this source: split/train_rows -> split/de/train_rows."""
+        if self.source is None:
+            return name
+        group, _, rest = name.partition("/")
+        return f"{group}/{self.source}/{rest}"
+
+    def add(self, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None) -> None:
+        """Figures of this source (or of the run), onto the run's result as they are measured."""
+        self.result.add({self.named(k): v for k, v in (metrics or {}).items()},
+                        {self.named(k): v for k, v in (tags or {}).items()})
+
+    def add_input(self, context: str, rows, digest: str) -> None:
+        """A dataset this source trained or was scored on (train, dev, test)."""
+        self.result.add_input(context, rows, digest, self.cfg.data, self.source)
+
+    def add_artifact(self, path: Path, folder: str) -> None:
+        self.result.add_artifact(path, folder if self.source is None else f"{folder}/{self.source}")
+
     def key(self, stage: Stage) -> str:
         if stage.name not in self.keys:
             self.keys[stage.name] = stage_key(stage.name, stage.version, stage.config(self.cfg),
-                                              [self.key(up) for up in stage.upstream], stage.fingerprint(self.cfg))
+                                              [self.key(up) for up in stage.upstream], stage.fingerprint(self))
         return self.keys[stage.name]
 
     def is_cached(self, stage: Stage) -> bool:
         return self.cache.lookup(stage.name, self.key(stage)) is not None
 
-    def cached(self, stage: Stage, build: Callable[[Path], None]) -> tuple[Entry, float]:
+    def cached(self, stage: Stage, build: Callable[[Path], None], key: str | None = None) -> tuple[Entry, float]:
         """(the stage's entry, seconds this run spent getting it: a lookup on a hit, the build on a
         miss), shown as the stage starts and ends, its key and hit recorded on the result. In a
-        multi-process run process 0 builds while the others wait, or with `collective` all build."""
-        key = self.key(stage)
-        with progress.stage(stage.name) as shown:
+        multi-process run process 0 builds while the others wait, or with `collective` all build.
+        `key`: for a stage whose inputs are every source's (a tokenizer trained on all of them)."""
+        key = key or self.key(stage)
+        shown_as = stage.name if self.source is None else f"{stage.name} ({self.source})"
+        with progress.stage(shown_as) as shown:
             start = time.perf_counter()
             entry = (_build_together if stage.collective else _build_on_main)(self.cache, stage.name, key, build)
             seconds = time.perf_counter() - start
+            if entry.hit and entry.built_at >= STARTED:  # built by this job's checks before the run began
+                entry, seconds = dataclasses.replace(entry, hit=False), seconds + entry.build_s
             shown.note = "cache hit" if entry.hit else "cache miss: built"
-        self.result.add({f"time/{stage.name}_build_s": entry.build_s},
-                        {f"cache/{stage.name}_key": key, f"cache/{stage.name}_hit": str(entry.hit).lower()})
+        self.add({f"time/{stage.name}_build_s": entry.build_s},
+                 {f"cache/{stage.name}_key": key, f"cache/{stage.name}_hit": str(entry.hit).lower()})
         return entry, seconds
+
+
+def roll_up(ctx: Context, parts: dict[str, Context], stages: tuple[str, ...]) -> None:
+    """In a run of several sources, the run's own figure for each per-source stage: its time summed
+    (time/<stage>_s) and its cache hit, true where every source's was."""
+    if len(parts) == 1:
+        return
+    metrics, tags = {}, {}
+    for name in stages:
+        times = [ctx.result.metrics.get(part.named(f"time/{name}_s")) for part in parts.values()]
+        if any(value is not None for value in times):
+            metrics[f"time/{name}_s"] = sum(value for value in times if value is not None)
+        hits = [ctx.result.tags.get(part.named(f"cache/{name}_hit")) for part in parts.values()]
+        if any(hit is not None for hit in hits):
+            tags[f"cache/{name}_hit"] = str(all(hit == "true" for hit in hits if hit is not None)).lower()
+    ctx.result.add(metrics, tags)
 
 
 def _build_on_main(cache: StageCache, name: str, key: str, build: Callable[[Path], None]) -> Entry:

@@ -80,6 +80,12 @@ def leaks(test_set: RetrievalSet, train_ds, dev_ds) -> dict[str, int]:
             "split/leaked_positives": len((train & dev) | (train & relevant) | (dev & relevant))}
 
 
+def shared_texts(test_set: RetrievalSet, texts: set[str]) -> int:
+    """How many of the test set's queries and relevant documents are among `texts`."""
+    relevant = {test_set.corpus[doc] for docs in test_set.relevant.values() for doc in docs}
+    return len(set(test_set.queries.values()) & texts) + len(relevant & texts)
+
+
 def check(path: str | Path, anchor_column: str = "anchor",
           positive_column: str = "positive") -> dict[str, int]:
     """Read and validate the test set without any model; its sizes, or a PipelineError."""

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -66,21 +67,26 @@ def quiet_trainer(model, train_dataset, **kwargs):
     from sentence_transformers.sentence_transformer import SentenceTransformerTrainer
     from transformers import PrinterCallback
 
-    model.model_card_data.widget = model.model_card_data.widget or [{"text": train_dataset[0]["anchor"]}]
+    first = next(iter(train_dataset.values())) if isinstance(train_dataset, dict) else train_dataset
+    model.model_card_data.widget = model.model_card_data.widget or [{"text": first[0]["anchor"]}]
     trainer = SentenceTransformerTrainer(model=model, train_dataset=train_dataset, **kwargs)
     trainer.remove_callback(PrinterCallback)
     return trainer
 
 
-def _no_duplicates_by_texts(texts_ds):
-    """The no_duplicates sampler for a bank training set, deciding on `texts_ds` (the same rows with
-    the negatives as texts): it cannot see texts behind corpus ids, and a batch must not hold a
-    row whose negative is another row's positive, as in live mode. Other datasets (the dev
-    split) are sampled as they are."""
+def _no_duplicates_by_texts(twins: dict):
+    """The no_duplicates sampler for bank training sets, deciding on each one's twin with the
+    negatives as texts (`twins`: source name or None -> that Dataset): it cannot see texts behind
+    corpus ids, and a batch must not hold a row whose negative is another row's positive, as in
+    live mode. With several sources the trainer names each row's source (dataset_name);
+    other datasets (the dev split) are sampled as they are."""
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
     def sampler(dataset, **kwargs):
-        return NoDuplicatesBatchSampler(texts_ds if "label" in dataset.column_names else dataset, **kwargs)
+        if "label" not in dataset.column_names:
+            return NoDuplicatesBatchSampler(dataset, **kwargs)
+        source = dataset[0].get("dataset_name")  # set by the trainer's transform, not a column
+        return NoDuplicatesBatchSampler(twins[source], **kwargs)
 
     return sampler
 
@@ -89,33 +95,49 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
                 callbacks: tuple = ()):
     """(the SentenceTransformerTrainer, its loss) for a run or plan mode's calibration: one builder.
 
-    The loss is losses.build_loss's (wrapped in StepEmbeddingLoss where the loss allows). With
-    `bank` (prepare.Bank, loss.negatives=bank) the trainer trains on the corpus-id rows, the
-    memory bank starts from the bank's vectors and is refreshed every loss.bank_refresh_steps
-    (after the callbacks given, inside the training loop, so train time includes it).
+    `train_ds` is one training set, or {source: training set} for a run of several sources (then
+    every batch comes from one source, sentence-transformers' multi-dataset sampler); `bank`
+    likewise (mine.Bank, loss.negatives=bank; None otherwise). The loss is losses.build_loss's
+    (wrapped in StepEmbeddingLoss where the loss allows); with banks the trainer trains on their
+    corpus-id rows, each source's memory bank (and its loss: {source: loss}) starting from its
+    bank's vectors, refreshed every loss.bank_refresh_steps (after the callbacks given, inside
+    the training loop, so train time includes it).
     """
+    import datasets
+
     from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
 
+    several = isinstance(train_ds, dict)
+    sets = train_ds if several else {None: train_ds}
+    banks = (bank if several else {None: bank}) if bank is not None else {}
     evaluates = dev is not None and dev.evaluates
     args = training_args(cfg, hardware, out_dir, evaluates)
-    every_callback, memory = list(callbacks), None
-    if bank is not None:
-        label_width = len(bank.train_ds[0]["label"])
-        memory = CorpusMemoryBank(bank.corpus, bank.vectors, encode_batch_size=cfg.miner.batch_size,
-                                  positives_width=label_width - cfg.k)
-        if cfg.loss.bank_refresh_steps:
-            every_callback.append(BankRefresh(memory, cfg.loss.bank_refresh_steps))
-        if cfg.train.batch_sampler == "no_duplicates":
+    every_callback, rows, twins = list(callbacks), {}, {}
+    losses: dict[str | None, Any] = {}
+    for name, texts in sets.items():
+        rows[name], memory = texts, None
+        if banks.get(name) is not None:
+            source_bank = banks[name]
+            memory = CorpusMemoryBank(source_bank.corpus, source_bank.vectors, encode_batch_size=cfg.miner.batch_size,
+                                      positives_width=len(source_bank.train_ds[0]["label"]) - cfg.k)
+            if cfg.loss.bank_refresh_steps:
+                every_callback.append(BankRefresh(memory, cfg.loss.bank_refresh_steps))
             # Online-mined negatives are not known before the step: the sampler keeps repeats of
             # anchors and positives out of a batch, as for k = 0.
             online = cfg.loss.bank_mining == "online"
-            args.batch_sampler = _no_duplicates_by_texts(train_ds.select_columns(["anchor", "positive"])
-                                                         if online else train_ds)
-        train_ds = bank.train_ds
-    loss = build_loss(cfg, model, memory)
+            twins[name] = texts.select_columns(["anchor", "positive"]) if online else texts
+            rows[name] = source_bank.train_ds
+        if memory is not None or not losses:
+            losses[name] = build_loss(cfg, model, memory)
+    if twins and cfg.train.batch_sampler == "no_duplicates":
+        args.batch_sampler = _no_duplicates_by_texts(twins)
+    if several:
+        args.multi_dataset_batch_sampler = cfg.train.multi_dataset_sampler
+    # One loss for every source, unless each has a bank of its own.
+    loss = losses if twins and several else next(iter(losses.values()))
     trainer = quiet_trainer(
         model,
-        train_ds,
+        datasets.DatasetDict(rows) if several else rows[None],
         args=args,
         eval_dataset=dev.loss_data if dev else None,
         loss=loss,
@@ -125,30 +147,61 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
     return trainer, loss
 
 
-def step_figures(loss) -> dict[str, float]:
-    """What the loss measured per training step (StepEmbeddingLoss.metrics: step/*, bank/*);
-    {} for a loss that embeds its own texts."""
+def wrapped(loss) -> list:
+    """The StepEmbeddingLoss modules of a trainer's loss (one, or one per source; none for a loss
+    that embeds its own texts)."""
     from pipeline.losses.embedding_modes import StepEmbeddingLoss
 
-    return loss.metrics() if isinstance(loss, StepEmbeddingLoss) else {}
+    return [part for part in (loss.values() if isinstance(loss, dict) else [loss])
+            if isinstance(part, StepEmbeddingLoss)]
 
 
-def run(ctx: Context, model, training: TrainingSet, splits) -> None:
-    """The train stage: fine-tune `model` in place on `training` (mine.TrainingSet), evaluating on
-    the dev split as eval.* says; what training measured on the run's result (cost/* predicted
-    before the first step; train/*, step/*, time/* after; train/loss and dev/* as logged)."""
+def recent(loss) -> dict[str, float]:
+    """The per-step figures every source's loss logged since the last call (online mining's)."""
+    figures: dict[str, list[float]] = {}
+    for part in wrapped(loss):
+        for name, value in part.recent().items():
+            figures.setdefault(name, []).append(value)
+    return {name: sum(values) / len(values) for name, values in figures.items()}
+
+
+def step_figures(loss) -> dict[str, float]:
+    """What the loss measured per training step (step/*, bank/*, over every source's loss);
+    {} for a loss that embeds its own texts."""
+    from pipeline.losses.embedding_modes import step_metrics
+
+    parts = wrapped(loss)
+    return step_metrics(parts) if parts else {}
+
+
+def trainer_sets(trainings: dict[str, TrainingSet]) -> tuple[Any, Any]:
+    """(training rows, banks) as the trainer takes them: one source's, or {source: ...} for several."""
+    several = len(trainings) > 1
+    rows = {name: t.rows for name, t in trainings.items()} if several else next(iter(trainings.values())).rows
+    if all(t.bank is None for t in trainings.values()):
+        return rows, None
+    return rows, {name: t.bank for name, t in trainings.items()} if several else next(iter(trainings.values())).bank
+
+
+def run(ctx: Context, model, trainings: dict[str, TrainingSet], splits: dict) -> None:
+    """The train stage: fine-tune `model` in place on every source's training set (mine.TrainingSet;
+    one source: one dataset, as ever), evaluating on the dev splits as eval.* says; what training
+    measured on the run's result (cost/* predicted before the first step; train/*, step/*, spent/*,
+    time/* after; train/loss and dev/* as logged)."""
     cfg, hardware, result = ctx.cfg, ctx.hardware, ctx.result
-    step = cost.per_step(cfg, model, training.rows, training.bank)
+    rows = sum(len(training.rows) for training in trainings.values())
+    step = per_step_mix(cfg, model, trainings)
     if cfg.train.budget is not None:
-        cfg = _within_budget(ctx, model, training, step)
-    result.add(cost.predict(cfg, model, training.rows, training.bank, step))
+        cfg = _within_budget(ctx, model, trainings, step, rows)
+    result.add(cost.predict(cfg, rows, step))
     dev = evaluate.dev_setup(cfg.eval, splits, cfg.split.seed)
     result.add(dev.sizes)
     cost.reset_peak_memory(hardware.device)
     start = time.perf_counter()
+    train_ds, bank = trainer_sets(trainings)
     with progress.stage("train"):
-        train_log = fit(cfg, model, training.rows, hardware, dev, result.run_dir, training.bank, result.add_step,
-                        step.get("cost/bank_refresh_tokens", 0.0))
+        train_log = fit(cfg, model, train_ds, hardware, dev, result.run_dir, bank, result.add_step,
+                        step.get("cost/bank_refresh_tokens", 0.0), list(trainings) if len(trainings) > 1 else [])
     result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device) | train_log["step"])
     result.add(train_log["spent"], step=train_log["global_step"])  # the end of the spent/* curves
     if cfg.train.budget is not None:
@@ -158,30 +211,47 @@ def run(ctx: Context, model, training: TrainingSet, splits) -> None:
     result.add(figures, {warning(name): text for name, text in eval_cost_warnings(figures, train_log).items()})
 
 
-def _within_budget(ctx: Context, model, training: TrainingSet, step: dict[str, float]) -> DictConfig:
+def per_step_mix(cfg: DictConfig, model, trainings: dict[str, TrainingSet]) -> dict[str, float]:
+    """The cost model's per-step figures: one source's, or with several the mix the multi-dataset
+    sampler draws (proportional: by rows; round_robin: one source after another), the banks'
+    figures summed (a refresh re-encodes every bank)."""
+    each = {name: cost.per_step(cfg, model, t.rows, t.bank) for name, t in trainings.items()}
+    if len(each) == 1:
+        return next(iter(each.values()))
+    weight = {name: len(t.rows) if cfg.train.multi_dataset_sampler == "proportional" else 1.0
+              for name, t in trainings.items()}
+    total, keys = sum(weight.values()), list(next(iter(each.values())))
+    mixed = {key: sum(weight[name] * figures[key] for name, figures in each.items()) / total
+             for key in keys if not key.startswith("cost/bank_")}
+    return mixed | {key: sum(figures[key] for figures in each.values()) for key in keys if key.startswith("cost/bank_")}
+
+
+def _within_budget(ctx: Context, model, trainings: dict[str, TrainingSet], step: dict[str, float],
+                   rows: int) -> DictConfig:
     """The run's config with train.max_steps set to the steps train.budget buys (budget/* on the result)."""
     cfg = ctx.cfg
     unit = cfg.train.budget_unit
-    per_step = (budget.seconds_per_step(cfg, ctx.hardware, model, training.rows, training.bank) if unit == "seconds"
+    per_step = (budget.seconds_per_step(cfg, ctx.hardware, model, *trainer_sets(trainings)) if unit == "seconds"
                 else budget.step_cost(cfg, step))
     steps = budget.steps_bought(cfg, per_step)
-    epochs = steps * cfg.train.batch_size * parallel.world_size() / len(training.rows)
+    epochs = steps * cfg.train.batch_size * parallel.world_size() / rows
     ctx.result.add({"budget/amount": cfg.train.budget, "budget/per_step": per_step, "budget/steps": steps,
                     "budget/epochs": epochs}, {"budget/unit": unit})
     log.info("train.budget=%g %s buys %d steps at %.4g %s each: %.2f epochs of the %d training rows",
-             cfg.train.budget, unit, steps, per_step, unit, epochs, len(training.rows))
+             cfg.train.budget, unit, steps, per_step, unit, epochs, rows)
     return merged(cfg, {"train": {"max_steps": steps}})
 
 
 def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=None, on_figures=None,
-        refresh_tokens: float = 0.0) -> dict:
+        refresh_tokens: float = 0.0, sources: list[str] | tuple = ()) -> dict:
     """Train `model` in place, save it to out_dir/model, return and write train_log.json.
 
     Dev evaluation runs what `dev` (evaluate.DevSetup) holds: an IR evaluator or the loss on
     the dev split; every evaluation is timed. If the cadence never fired during training
     (e.g. eval.every beyond the last step), it warns and evaluates once at the end. The log's
     `step` holds what the loss measured per step (step_figures).
-    `on_figures(step, figures)` gets train/* and dev/* figures as the trainer logs them.
+    `on_figures(step, figures)` gets train/* and dev/* figures as the trainer logs them (dev/<source>/*
+    and their macro average dev/* with several `sources`).
     """
     from pipeline.stages.eval_schedule import EvalClock, FractionSchedule, StepsBeyondTraining
     from pipeline.stages.train_report import TrainReport
@@ -189,10 +259,10 @@ def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=Non
     schedule = {"fraction": FractionSchedule, "steps": StepsBeyondTraining}.get(cfg.eval.cadence)
     callback = schedule(cfg.eval.every) if dev.evaluates and schedule else None
     spend = budget.Spend(cost.texts_per_step(cfg.train.batch_size, cfg.k), refresh_tokens)
-    report = TrainReport(on_figures, lambda: spend.figures() | (loss.recent() if hasattr(loss, "recent") else {}))
+    report = TrainReport(on_figures, lambda: spend.figures() | recent(loss), list(sources))
     trainer, loss = trainer_for(cfg, hardware, model, train_ds, bank, out_dir, dev,
                                 tuple(c for c in (callback, spend, report) if c))
-    spend.loss = loss
+    spend.losses = wrapped(loss)
     clock = EvalClock(trainer)
     trainer.train()
     late = getattr(callback, "warning", None)

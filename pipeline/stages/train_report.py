@@ -22,14 +22,30 @@ _DEV_PREFIX = "eval_dev_cosine_"
 _TRAIN_KEYS = ("loss", "grad_norm", "learning_rate")
 
 
-def logged_figures(logs: dict) -> dict[str, float]:
+def logged_figures(logs: dict, sources: list[str] | tuple = ()) -> dict[str, float]:
     """train/loss, train/grad_norm, train/learning_rate and dev/* from one trainer log entry
-    ('@' becomes '_at_': MLflow refuses it in names)."""
+    ('@' becomes '_at_': MLflow refuses it in names). With several `sources` the dev figures are
+    per source (dev/<source>/*, from the evaluators dev_<source> or the dev losses eval_<source>_loss)
+    and dev/* is their macro average."""
     figures = {f"train/{key}": float(logs[key]) for key in _TRAIN_KEYS if key in logs}
-    figures |= {"dev/" + key[len(_DEV_PREFIX):].replace("@", "_at_"): float(value)
-                for key, value in logs.items() if key.startswith(_DEV_PREFIX)}
-    if "eval_loss" in logs:
-        figures["dev/loss"] = float(logs["eval_loss"])
+    if not sources:
+        figures |= {"dev/" + key[len(_DEV_PREFIX):].replace("@", "_at_"): float(value)
+                    for key, value in logs.items() if key.startswith(_DEV_PREFIX)}
+        if "eval_loss" in logs:
+            figures["dev/loss"] = float(logs["eval_loss"])
+        return figures
+    per_source: dict[str, list[float]] = {}
+    for source in sources:
+        prefix = f"eval_dev_{source}_cosine_"
+        found = {key[len(prefix):].replace("@", "_at_"): float(value) for key, value in logs.items()
+                 if key.startswith(prefix)}
+        if f"eval_{source}_loss" in logs:
+            found["loss"] = float(logs[f"eval_{source}_loss"])
+        for metric, value in found.items():
+            figures[f"dev/{source}/{metric}"] = value
+            per_source.setdefault(metric, []).append(value)
+    figures |= {f"dev/{metric}": sum(values) / len(values) for metric, values in per_source.items()
+                if len(values) == len(sources)}
     return figures
 
 
@@ -46,9 +62,10 @@ class TrainReport(TrainerCallback):
     so every dev evaluation can be drawn against compute; an online miner's per-step figures)."""
 
     def __init__(self, on_figures: Callable[[int, dict[str, float]], None] | None = None,
-                 extra: Callable[[], dict[str, float]] | None = None):
+                 extra: Callable[[], dict[str, float]] | None = None, sources: list[str] | tuple = ()):
         self.on_figures = on_figures
         self.extra = extra
+        self.sources = list(sources)
         self.progress: Progress | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -58,7 +75,7 @@ class TrainReport(TrainerCallback):
         self.progress.update()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        figures = logged_figures(logs or {})
+        figures = logged_figures(logs or {}, self.sources)
         if not figures:
             return
         if self.extra is not None:

@@ -23,12 +23,9 @@ import re
 import struct
 from pathlib import Path
 
+from pipeline.config.schema import CATALOGS as DEFAULT_CATALOGS
 from pipeline.errors import PipelineError, refused
 
-# Trac first: its translation wins where both translate the same English text.
-DEFAULT_CATALOGS = ("trac", "django")
-# Seven languages with >= 1,500 pairs each from the default catalogs (docs/multilingual-data.md).
-DEFAULT_LANGUAGES = ("de", "fr", "es", "it", "nl", "pt_BR", "ru")
 # Bumped when the rules below change what a harvest yields, so cached data is not reused.
 _RULES_VERSION = 1
 
@@ -83,7 +80,7 @@ def _files_for(language: str, catalogs: list[str] | None) -> list[tuple[str, Pat
     chosen = [(name, root, path) for lang, name, root, path in files if lang == language]
     if not chosen:
         available = sorted({lang for lang, *_ in files})
-        raise PipelineError(f"data.language={language!r}: no translations for it in "
+        raise PipelineError(f"data.languages: {language!r} has no translations in "
                             f"data.catalogs={list(DEFAULT_CATALOGS if catalogs is None else catalogs)}; "
                             f"available: {', '.join(available)}.")
     return chosen

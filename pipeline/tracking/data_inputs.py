@@ -15,9 +15,12 @@ from omegaconf import DictConfig
 
 
 def data_name(data_cfg: DictConfig) -> str:
-    """A short name for the data: 'docstrings', the file's name, or the hub dataset's id."""
+    """A short name for one source's data: 'docstrings', the file's name, the hub dataset's id,
+    or translations-<language>."""
     if data_cfg.source == "files":
         return Path(data_cfg.path).name
+    if data_cfg.source == "translations":
+        return f"translations-{data_cfg.languages[0]}"
     return data_cfg.path if data_cfg.source == "hf" else "docstrings"
 
 
@@ -41,19 +44,24 @@ def source(data_cfg: DictConfig):
         return _file(data_cfg.path)
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
+    if data_cfg.source == "translations":
+        return CodeDatasetSource({"data": f"English -> {data_cfg.languages[0]} pairs from the gettext catalogs of "
+                                          f"{', '.join(data_cfg.catalogs)} (data=translations)"})
     packages = ", ".join(["the standard library", *data_cfg.packages])
     return CodeDatasetSource({"data": f"docstrings harvested from {packages} (data=docstrings)"})
 
 
-def log_input(data_cfg: DictConfig, context: str, rows, digest: str, fixed_test: str | None = None) -> None:
-    """Log `rows` (a datasets.Dataset) as the active run's `context` input ('train', 'dev', 'test');
-    a test set fixed by eval.test (`fixed_test`) is named after, and sourced from, its file or folder."""
+def log_input(data_cfg: DictConfig, context: str, rows, digest: str, fixed_test: str | None = None,
+              named: str | None = None) -> None:
+    """Log `rows` (a datasets.Dataset) as the active run's `context` input ('train', 'dev', 'test')
+    of the source whose data config is `data_cfg` (in a run of several, the source `named`); a test
+    set fixed by eval.test (`fixed_test`) is named after, and sourced from, its file or folder."""
     import mlflow
 
     if context == "test" and fixed_test:
         name, origin = Path(fixed_test).name, _file(fixed_test)
     else:
-        name, origin = data_name(data_cfg), source(data_cfg)
+        name, origin = named or data_name(data_cfg), source(data_cfg)
     dataset = mlflow.data.from_huggingface(rows, name=f"{name}/{context}", digest=digest, source=origin)
     for attempt in range(_ATTEMPTS):
         try:

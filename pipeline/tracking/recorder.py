@@ -44,8 +44,9 @@ class MlflowRecorder:
 
         mlflow.set_tags(dict(tags))
 
-    def log_input(self, context: str, rows, digest: str) -> None:
-        data_inputs.log_input(self.data_cfg, context, rows, digest, self.fixed_test)
+    def log_input(self, context: str, rows, digest: str, data=None, source: str | None = None) -> None:
+        data_inputs.log_input(data if data is not None else self.data_cfg, context, rows, digest, self.fixed_test,
+                              source)
 
     def finish(self, result: RunResult, log_model: bool) -> dict:
         """Log the model (if `log_model`), write run_summary.json to the run dir and log it, with

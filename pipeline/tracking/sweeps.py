@@ -66,7 +66,7 @@ def end_stopped_parent(parent: ParentRun) -> None:
 def config_hash(cfg: DictConfig, world_size: int = 1) -> str:
     """Hash of the resolved job config, minus where its outputs go and the keys that change nothing
     in it (pipeline.config.inert): equal hash, equal run."""
-    hashed = OmegaConf.masked_copy(cfg, [key for key in cfg if key not in _UNHASHED])
+    hashed = OmegaConf.masked_copy(cfg, [str(key) for key in cfg if key not in _UNHASHED])
     flat = flat_config(OmegaConf.to_container(hashed, resolve=True))
     content = {key: value for key, value in flat.items() if key not in inert(flat)}
     if world_size > 1:  # absent for one process, so single-process hashes stay what they were
