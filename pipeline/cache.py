@@ -43,7 +43,6 @@ class Entry:
     path: Path
     hit: bool
     build_s: float
-    built_at: float = 0.0  # when (time.time()) it was built
 
 
 def _sha256(path: Path) -> str | None:
@@ -75,12 +74,12 @@ class StageCache:
             return None
         try:
             record = json.loads(marker.read_text())
-            build_s, files, built_at = record["build_s"], record["files"], record.get("built_at", 0.0)
+            build_s, files = record["build_s"], record["files"]
         except (ValueError, KeyError, TypeError):
             return None
         if not _intact(final, files):
             return None
-        return Entry(stage, key, final, hit, build_s, built_at)
+        return Entry(stage, key, final, hit, build_s)
 
     def lookup(self, stage: str, key: str) -> Entry | None:
         """The complete entry for (stage, key) if there is one; reads only, builds nothing."""
@@ -123,4 +122,4 @@ class StageCache:
         entry = self.lookup(stage, key)
         if entry is None:
             raise OSError(f"the {stage} entry {key} was built but cannot be read back from {self.root}")
-        return Entry(stage, key, entry.path, tmp is None, entry.build_s, entry.built_at)
+        return Entry(stage, key, entry.path, tmp is None, entry.build_s)

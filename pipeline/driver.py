@@ -50,9 +50,16 @@ def prepare(ctx: Context, parts: dict[str, Context] | None = None):
     """(splits, base model, mine.TrainingSet) per source: everything training needs (the
     benchmarks use it too)."""
     parts = parts or ctx.sources()
-    splits = {name: split.run(part) for name, part in parts.items()}
+    splits = {}
+    for name, part in parts.items():
+        with part.naming_source():
+            splits[name] = split.run(part)
     model = models.base(ctx, parts, splits)
-    return splits, model, {name: mine.run(part, splits[name]["train"], model) for name, part in parts.items()}
+    trainings = {}
+    for name, part in parts.items():
+        with part.naming_source():
+            trainings[name] = mine.run(part, splits[name]["train"], model)
+    return splits, model, trainings
 
 
 def _world_figures(cfg: DictConfig) -> tuple[dict, dict]:

@@ -1,9 +1,8 @@
 """Checks that need the disk or the network, run before any MLflow run or model exists.
 
 The schema checks values; these check that what the values point at is there:
-the data (every source read whole and split as the run will split it: a row that cannot be
-read, or a source too small for its split, is refused here, and the split entry is then in the
-stage cache for the run), a fixed test set (read and checked whole), the model and its
+the data (every source's first row: its file and columns; a source too small for its split is
+found by the split stage, in the run), a fixed test set (read and checked whole), the model and its
 tokenizer, the tracking store, the output dir.
 Each failure is a PipelineError that says what to do, in seconds rather than
 after a 70 s network hang or halfway through a run.
@@ -151,20 +150,14 @@ def check_source(cfg: DictConfig, group_column: str | None) -> None:
 
 
 def check_data(cfg: DictConfig) -> None:
-    """Every source of the run: the first row of each (check_source), then all of each, split (the
-    split stage, built into the cache if it is not there). A message about a source of several
-    names it."""
+    """Every source of the run, from its first row (check_source). A message about a source of
+    several names it."""
     from pipeline.result import RunResult
-    from pipeline.stages import split
     from pipeline.stages.stage import Context
 
-    parts = Context(cfg, None, RunResult(Path(cfg.paths.cache_dir))).sources()
-    for check in (lambda part: check_source(part.cfg.data, cfg.split.group_column), split.run):
-        for name, part in parts.items():
-            try:
-                check(part)
-            except PipelineError as exc:
-                raise PipelineError(str(exc) if len(parts) == 1 else f"data source {name!r}: {exc}") from None
+    for part in Context(cfg, None, RunResult(Path(cfg.paths.cache_dir))).sources().values():
+        with part.naming_source():
+            check_source(part.cfg.data, cfg.split.group_column)
 
 
 def preflight(cfg: DictConfig) -> None:

@@ -142,8 +142,8 @@ def speed(args, overrides: list[str], tmp: Path) -> list[dict]:
                                   f"model.max_seq_length={args.max_seq_length}", f"train.max_steps={args.steps + 1}",
                                   f"paths.cache_dir={tmp / 'cache'}", *overrides])
         splits, model, trainings = driver.prepare(Context(cfg, hardware, RunResult(tmp / "run")))
-        (name,) = splits  # one data source
-        training = trainings[name]
+        (source,) = splits  # one data source
+        training = trainings[source]
         if PLAIN in args.recipes:
             rows.append({"k": k, "recipe": PLAIN,
                          **_time_plain(cfg, hardware, training.rows, args.steps, tmp / "plain")})
@@ -154,7 +154,8 @@ def speed(args, overrides: list[str], tmp: Path) -> list[dict]:
             mode_cfg = OmegaConf.merge(cfg, {"loss": keys | {"bank_refresh_steps": args.refresh}})
             bank = None
             if keys["negatives"] == "bank":  # the mined set is cached: this only starts the bank
-                bank = mine.run(Context(mode_cfg, hardware, RunResult(tmp / "run")), splits[name]["train"], model).bank
+                run_ctx = Context(mode_cfg, hardware, RunResult(tmp / "run"))
+                bank = mine.run(run_ctx, splits[source]["train"], model).bank
                 refresh_s = refresh_s or _refresh_seconds(cfg, hardware, bank)
             row = {"k": k, "recipe": name, **_time_mode(mode_cfg, hardware, training.rows, bank, args.steps)}
             if bank is not None:

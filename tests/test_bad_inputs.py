@@ -172,7 +172,8 @@ CASES = [
         "data=multi", "+data.sources.a={source:docstrings}",
         "+data.sources.b={source:files,path:'" + _files(t, [{"question": "q", "answer": "a"}]) + "'}"],
      ["data source 'b'", "anchor_column='anchor'", "['question', 'answer']"]),
-    ("multi_source_too_small", lambda t: ["data=multi", "+data.sources.a={source:docstrings}",
+    ("multi_source_too_small", lambda t: ["data=multi", "+data.sources.a={source:files,path:'" + _files(
+        t, _pairs(300), name="a.jsonl") + "'}",
                                           "+data.sources.b={source:files,path:'" + _files(t, _pairs(3)) + "'}"],
      ["data source 'b'", "split is empty", "3 unique pairs"]),
     ("translations_language_twice", lambda t: ["data=translations", "data.languages=[de,de]"],
@@ -235,11 +236,13 @@ def _parts(case):
 MULTIRUN = {"sweep_value_out_of_range", "sweep_typo", "joblib_n_jobs_0"}
 # Found when the split stage reads the whole file, after the checks that read its first row.
 WHOLE_FILE = {"data_not_utf8_at_row_200", "data_malformed_line"}
-# Found in the split of a source after the split of a good one: that split's entry is kept, valid.
+# Found in the split of a source after the split of a good one (in the run): that split's entry is
+# kept, valid.
 AFTER_A_GOOD_SPLIT = {"multi_source_too_small"}
 CLI_CASES = {"k_word", "typo_group", "override_syntax", "loss_needs_negatives_k0", "tracking_credentials_server_down",
-             "unknown_top_level_secret", "outputs_dir_unwritable", "unknown_loss_option"} | MULTIRUN | WHOLE_FILE
-IN_PROCESS = [case for case in CASES if _case_id(case) not in MULTIRUN | WHOLE_FILE]
+             "unknown_top_level_secret", "outputs_dir_unwritable", "unknown_loss_option"} | MULTIRUN | WHOLE_FILE \
+    | AFTER_A_GOOD_SPLIT
+IN_PROCESS = [case for case in CASES if _case_id(case) not in MULTIRUN | WHOLE_FILE | AFTER_A_GOOD_SPLIT]
 
 
 def test_the_table_covers_at_least_sixty_cases(tmp_path):
@@ -257,7 +260,7 @@ def test_bad_input_is_refused_before_anything_loads(case, overrides, words, tmp_
     for word in words:
         assert word in message, message
     assert SECRET not in message
-    assert case in AFTER_A_GOOD_SPLIT or not (tmp_path / "own-cache").exists()
+    assert not (tmp_path / "own-cache").exists()
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
 
 
@@ -303,6 +306,9 @@ def test_bad_input_fails_clearly_on_the_command_line_and_leaves_nothing_behind(c
     assert "Traceback" not in result.stderr
     assert SECRET not in result.stdout + result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) == 1
-    assert _cache_entries(cli.root / "own-cache") == []
+    if case in AFTER_A_GOOD_SPLIT:  # only the good source's split, complete
+        assert [entry.parent.name for entry in _cache_entries(cli.root / "own-cache")] == ["split"]
+    else:
+        assert _cache_entries(cli.root / "own-cache") == []
     if (cli.root / "mlflow.db").exists():
         assert all(run.info.status != "RUNNING" for run in cli.runs())

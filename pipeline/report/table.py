@@ -53,7 +53,8 @@ def summarize(runs: list, per_run: dict[str, dict | None]) -> tuple[list[dict], 
         groups.setdefault(_config_key(run.data.params), []).append(run)
     keys = [dict(key) for key in groups]
     names = sorted(set().union(*keys) - {"k", "loss.name"})
-    varying = [name for name in names if len({key.get(name) for key in keys}) > 1]
+    # A key inert in some rows (the miner's at k=0) is left out of theirs: it varies only where set.
+    varying = [name for name in names if len({key[name] for key in keys if name in key}) > 1]
     rows, computed = [], False
     for key, group in groups.items():
         params = dict(key)

@@ -12,21 +12,18 @@ they are measured.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline import parallel, progress
 from pipeline.cache import Entry, StageCache, stage_key
+from pipeline.errors import PipelineError
 from pipeline.result import RunResult
-
-# When this process started its job: an entry built since was built by it (its checks build the split).
-STARTED = time.time()
 
 
 def resolved(node: DictConfig) -> dict:
@@ -73,6 +70,16 @@ class Context:
     @property
     def cache(self) -> StageCache:
         return StageCache(self.cfg.paths.cache_dir)
+
+    @contextlib.contextmanager
+    def naming_source(self) -> Iterator[None]:
+        """A PipelineError raised inside names this source, in a run of several (`data source 'b': ...`)."""
+        try:
+            yield
+        except PipelineError as exc:
+            if self.source is None:
+                raise
+            raise PipelineError(f"data source {self.source!r}: {exc}") from None
 
     def sources(self) -> dict[str, Context]:
         """One Context per data source (pipeline.stages.sources.named); a run of one source gets
@@ -130,8 +137,6 @@ class Context:
             start = time.perf_counter()
             entry = (_build_together if stage.collective else _build_on_main)(self.cache, stage.name, key, build)
             seconds = time.perf_counter() - start
-            if entry.hit and entry.built_at >= STARTED:  # built by this job's checks before the run began
-                entry, seconds = dataclasses.replace(entry, hit=False), seconds + entry.build_s
             shown.note = "cache hit" if entry.hit else "cache miss: built"
         self.add({f"time/{stage.name}_build_s": entry.build_s},
                  {f"cache/{stage.name}_key": key, f"cache/{stage.name}_hit": str(entry.hit).lower()})
