@@ -13,7 +13,7 @@ errors.install()  # Hydra's own errors: one paragraph, exit 2, the closest key s
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     return app.main(cfg)
 
 

@@ -68,7 +68,7 @@ def _disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | None:
+def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | tuple[float, ...] | None:
     from pipeline import driver
     from pipeline.result import RunResult
     from pipeline.summary import summary
@@ -88,18 +88,30 @@ def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | None:
         driver.run(cfg, hardware, result)
         recorder.finish(result, log_model)
         log.info(summary(result, recorder.run_id, recorder.experiment_id, cfg.mlflow, log_file))
-    return result.metrics[names.OBJECTIVE]
+    return objective(cfg, result.metrics)
 
 
-def _finished_twin(cfg: DictConfig, tags: dict[str, str]) -> tuple[str, float | None] | None:
-    """(run id, its nDCG@10) of a FINISHED run of this config and code, in a resumed sweep;
+def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | tuple[float, ...]:
+    """What the job returns to its sweeper: the `objectives` metrics of the run (one: a number, as
+    Hydra's basic sweeper and a one-direction Optuna study take it; several: a tuple)."""
+    missing = [name for name in cfg.objectives if name not in metrics]
+    if missing:
+        raise PipelineError(f"objectives: the run logged no metric {missing[0]!r} (it is recorded FINISHED; "
+                            f"a sweep with valid objectives reuses it). Name metrics it logs, e.g. "
+                            f"objectives=[test/ndcg_at_10,time/train_s]; it logged: {', '.join(sorted(metrics))}.")
+    values = tuple(float(metrics[name]) for name in cfg.objectives)
+    return values[0] if len(values) == 1 else values
+
+
+def _finished_twin(cfg: DictConfig, tags: dict[str, str]) -> tuple[str, dict[str, float]] | None:
+    """(run id, its metrics) of a FINISHED run of this config and code, in a resumed sweep;
     process 0 looks it up and every process of the job gets its answer."""
     from pipeline.tracking import sweeps
 
     twin = None
     if parallel.is_main() and cfg.resume and _sweep_dir() is not None:
         found = sweeps.finished_twin(cfg.mlflow, tags, HydraConfig.get().job.num)
-        twin = (found.info.run_id, found.data.metrics.get(names.OBJECTIVE)) if found else None
+        twin = (found.info.run_id, dict(found.data.metrics)) if found else None
     return parallel.broadcast(twin)
 
 
@@ -127,7 +139,7 @@ def check(cfg: DictConfig):
     return hardware
 
 
-def _job(cfg: DictConfig) -> float | None:
+def _job(cfg: DictConfig) -> float | tuple[float, ...] | None:
     # The environment's documented overrides, read here once.
     progress.configure(os.environ.get("HNPIPE_PROGRESS"), os.environ.get("HNPIPE_PROGRESS_EVERY"))
     quiet_mlflow()
@@ -150,14 +162,14 @@ def _job(cfg: DictConfig) -> float | None:
     if twin is not None:
         log.info("skipped: this config already FINISHED as run %s with the same code "
                  "(resume=false re-runs it)", twin[0])
-        return twin[1]
+        return objective(cfg, twin[1])
     threads = _threads()
     if threads:
         launch.limit_threads(threads)
     return _run(cfg, hardware, tags)
 
 
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Run (or plan, or skip as already finished) the job `cfg`; see the module docstring for exits."""
     _scrub_hydra_copies()
     with reported():

@@ -14,6 +14,7 @@ SWEEP_LAUNCHER = "sweep/launcher"
 SWEEP_OVERRIDES = "sweep/overrides"
 REUSED = "reused/"  # + job number, on a parent run: the FINISHED run a resumed job reused
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: makes a run a nested child in the UI
+NOTE = "mlflow.note.content"  # MLflow's own: the run's description in the UI
 CONFIG_HASH = "config_hash"
 ERROR = "error"
 REAPED = "reaped_by"  # on a run found orphaned and ended KILLED: which run or report found it, when
@@ -28,7 +29,7 @@ HYDRA_OVERRIDES = "hydra/overrides"
 HYDRA_OUTPUT_DIR = "hydra/output_dir"
 # A run's per-query test scores (the tuned model's), which the report's intervals are computed from.
 PER_QUERY_ARTIFACT = "test/per_query.json"
-# The final quality figure a Hydra job returns (and a sweeper could optimise).
+# The final quality figure a Hydra job returns by default (the `objectives` key: what a sweeper optimises).
 OBJECTIVE = "test/ndcg_at_10"
 
 

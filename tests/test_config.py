@@ -85,9 +85,20 @@ def test_presets_set_what_their_names_promise():
     ("eval.cadence=often", ["eval.cadence='often'", "fraction"]),
     ("train.learning_rate=fast", ["train.learning_rate", "fast"]),
     ("+train.lr=0.1", ["train", "lr"]),
+    ("objectives=[]", ["objectives", "a non-empty list of metric names"]),
 ])
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(override, words):
     assert_refused([override], words)
+
+
+def test_a_job_returns_its_objectives_and_a_metric_it_did_not_log_names_the_key():
+    from pipeline.app import objective
+
+    metrics = {"test/ndcg_at_10": 0.3, "time/train_s": 2.0}
+    assert objective(compose(["model=static"]), metrics) == 0.3
+    assert objective(compose(["objectives=[test/ndcg_at_10,time/train_s]"]), metrics) == (0.3, 2.0)
+    with pytest.raises(PipelineError, match="objectives: the run logged no metric 'time/train_secs'"):
+        objective(compose(["objectives=[test/ndcg_at_10,time/train_secs]"]), metrics)
 
 
 @pytest.mark.slow

@@ -83,6 +83,19 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
     tags = client.get_run(parent.info.run_id).data.tags
     assert tags["report/recommended_k"] == recommended["k"]
     assert tags["report/recommendation"].startswith(f"Recommendation: k={recommended['k']} ")
+    # The UI shows the answer on the parent: its name, the table as its description, each row's figures.
+    assert tags["mlflow.runName"] == f"sweep k=0,1,2,2 {sweep_id[-4:]}"
+    assert sorted(c.data.tags["mlflow.runName"] for c in children) == ["k0 mnrl s42", "k1 mnrl live s42",
+                                                                       "k2 mnrl live s42"]
+    assert all(" Test nDCG@10 " in c.data.tags["mlflow.note.content"] for c in children)
+    assert tags["answer/recommended"] == tags["report/recommendation"]
+    assert tags["answer/recommended_row"] == f"k{recommended['k']}_mnrl"
+    assert tags["mlflow.note.content"] == (out / "report.md").read_text()
+    answer = client.get_run(parent.info.run_id).data.metrics
+    for row in rows:
+        assert answer[f"answer/k{row['k']}_mnrl/ndcg_at_10_mean"] == pytest.approx(float(row["nDCG@10"]))
+        assert answer[f"answer/k{row['k']}_mnrl/ndcg_at_10_ci_low"] == pytest.approx(float(row["nDCG@10 CI low"]))
+        assert answer[f"answer/k{row['k']}_mnrl/ndcg_at_10_ci_high"] == pytest.approx(float(row["nDCG@10 CI high"]))
     pairs = read_csv(out / "pairs.csv")
     assert [(p["a"], p["b"], p["metric"]) for p in pairs] == [
         (a, b, metric) for a, b in (("k=0 mnrl", "k=1 mnrl"), ("k=0 mnrl", "k=2 mnrl"), ("k=1 mnrl", "k=2 mnrl"))
@@ -238,6 +251,51 @@ def test_resume_skips_finished_jobs_and_reruns_a_failed_one(cli, tmp_path):
     (latest, (again,)), *_ = sweeps(cli)
     assert again.data.tags["config_hash"] == finished.data.tags["config_hash"]
     assert not any(key.startswith("reused/") for key in latest.data.tags)
+
+
+OPTUNA = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler.seed=1",
+          "hydra.sweeper.direction=[maximize,minimize]", "objectives=[test/ndcg_at_10,time/train_s]",
+          "k=choice(0,2)", "loss.negatives=choice(live,frozen)", "train.learning_rate=interval(0.01,0.1)",
+          "train.max_steps=2", "data.max_rows=400"]
+
+
+def test_an_optuna_search_trades_ndcg_against_cost_resumes_and_reports(cli):
+    """hydra/sweeper=optuna with two objectives: each trial returns (test nDCG@10, training seconds)
+    of its run, the study's best trials are those runs' figures; the sweep has its parent run as
+    with the basic sweeper, and the same search again reuses every finished trial and reports."""
+    import yaml
+
+    first = cli.multirun(*OPTUNA)
+    assert first.returncode == 0, first.stderr[-3000:]
+    parent, children = split_parent(cli.all_runs())
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert parent.data.tags["mlflow.runName"].startswith("sweep k=choice(0,2) loss.negatives=choice(live,frozen)")
+    results = yaml.safe_load(Path(parent.data.tags["sweep/dir"], "optimization_results.yaml").read_text())
+    figures = {(c.data.metrics["test/ndcg_at_10"], c.data.metrics["time/train_s"]) for c in children}
+    assert results["solutions"] and all(tuple(t["values"]) in figures for t in results["solutions"])
+
+    again = cli.multirun(*OPTUNA, "report=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    (latest, rerun), _ = sweeps(cli)
+    assert rerun == [] and (again.stdout + again.stderr).count("already FINISHED as run") == 3
+    assert sorted(v for k, v in latest.data.tags.items() if k.startswith("reused/")) == \
+        sorted(c.info.run_id for c in children)
+    assert latest.data.tags["answer/recommended"].startswith("Recommendation: k=")
+    assert latest.data.tags["mlflow.note.content"].startswith(f"### sweep {latest.data.tags['sweep/id']}")
+    assert sum(key.startswith("answer/") and key.endswith("/ndcg_at_10_mean") for key in latest.data.metrics) == 3
+
+
+def test_an_optuna_search_is_checked_before_any_trial(cli):
+    """An unknown key or a refused end of a range, and directions without their objectives, stop the
+    search with one message before the first trial."""
+    for overrides, words in ((["train.learnin_rate=interval(0.01,0.1)"], "Did you mean train.learning_rate="),
+                             (["k=range(0,80,8)"], "k=72 is not allowed"),
+                             (["hydra.sweeper.direction=[maximize,minimize]", "k=choice(0,2)"],
+                              "one metric per direction")):
+        result = cli.multirun("hydra/sweeper=optuna", *overrides)
+        assert result.returncode == 2 and words in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+    assert not (cli.root / "mlflow.db").exists() or cli.all_runs() == []
 
 
 def test_a_resumed_sweep_reruns_a_job_whose_code_changed(cli, tmp_path):

@@ -17,6 +17,7 @@ from omegaconf import MISSING
 
 from pipeline.config.declare import above, key, whole
 from pipeline.config.losses import LOSSES
+from pipeline.names import OBJECTIVE
 
 SEED = "an integer from 0 to 4294967295 (numpy's seed range)"
 MAX_K = 64
@@ -278,6 +279,11 @@ class Config:
     plan: bool = key(False, "true or false")
     # In a sweep: run the report on it when its last job has finished (+experiment=find_k sets it).
     report: bool = key(False, "true or false")
+    # What a job returns to its sweeper (hydra/sweeper=optuna optimises it): metrics the run logs,
+    # one per hydra.sweeper.direction; one name: a number, several: a tuple, e.g.
+    # [test/ndcg_at_10,time/train_s] with direction=[maximize,minimize] (quality against cost).
+    objectives: list[str] = key([OBJECTIVE], "a non-empty list of metric names the run logs, each once, e.g. "
+                                "[test/ndcg_at_10,time/train_s]", _each_once)
     paths: Paths = MISSING
     data: Any = MISSING
     split: Split = MISSING

@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline import redact
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError, reported
+from pipeline.hydra_ext.errors import describe
 from pipeline.hydra_ext.launch import check_launcher
 from pipeline.preflight import check_writable, preflight
 from pipeline.signals import raise_keyboard_interrupt_on_sigterm
@@ -88,19 +90,66 @@ class CheckOutputsDir(Callback):
             check_writable(config.paths.outputs_dir)
 
 
+_LISTING = ("hydra_plugins.hnpipe_sweeper.DedupSweeper", "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
+
+
 def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """Each job's overrides, expanded as the sweeper (hydra_plugins.hnpipe_sweeper) expands them."""
+    """Each job's overrides, expanded as the sweeper (hydra_plugins.hnpipe_sweeper) expands them; for
+    a sweeper that picks its jobs as it goes (Optuna), jobs that between them take every value of a
+    choice and both ends of a range or interval (each other swept key at its first value)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from hydra_plugins.hnpipe_sweeper import DedupSweeper
 
-    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.params or {}).items()]
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
     hydra = GlobalHydra.instance().hydra
     assert hydra is not None  # a multirun is under way
     parser = OverridesParser.create(config_loader=hydra.config_loader)
-    (jobs,) = DedupSweeper.split_arguments(parser.parse_overrides(params + list(config.hydra.overrides.task)), None)
-    return jobs
+    overrides = parser.parse_overrides(params + list(config.hydra.overrides.task))
+    if config.hydra.sweeper._target_ in _LISTING:
+        (jobs,) = DedupSweeper.split_arguments(overrides, None)
+        return jobs
+    values = [_ends(override) for override in overrides]
+    first = [options[0] for options in values]
+    return [first] + [first[:i] + [option] + first[i + 1:] for i, options in enumerate(values)
+                      for option in options[1:]]
+
+
+def _ends(override) -> list[str]:
+    """The override at each value a search may take that could be refused: every value of a choice,
+    the ends of a range or an interval; a fixed override as it is."""
+    from hydra.core.override_parser.types import ChoiceSweep, Override, OverrideType, RangeSweep
+
+    if not override.is_sweep_override():
+        return [str(override.input_line)]
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        options = value.list
+    elif isinstance(value, RangeSweep):
+        options = [value.start, list(override.sweep_iterator())[-1]]
+    else:
+        options = [value.start, value.end]
+    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(override.type, "")
+    return [f"{prefix}{override.get_key_element()}={Override._get_value_element_as_str(option)}"
+            for option in options]
+
+
+def check_objectives(config: DictConfig) -> None:
+    """A sweeper with directions (Optuna) needs one `objectives` metric per direction, and runs that
+    return them (a plan returns none)."""
+    direction = config.hydra.sweeper.get("direction")
+    if direction is None:
+        return
+    if config.plan:
+        raise PipelineError("plan=true returns no objective for hydra.sweeper.direction to rank: price one "
+                            "trial's config as a single run (without -m), or plan a listing sweep.")
+    directions = list(direction) if OmegaConf.is_list(direction) else [direction]
+    if len(directions) != len(config.objectives):
+        raise PipelineError(
+            f"objectives={list(config.objectives)} names {len(config.objectives)} metric(s) but "
+            f"hydra.sweeper.direction={directions} has {len(directions)}: give one metric per direction, e.g. "
+            "hydra.sweeper.direction=[maximize,minimize] objectives=[test/ndcg_at_10,time/train_s].")
 
 
 def check_every_job(config: DictConfig) -> None:
@@ -110,12 +159,15 @@ def check_every_job(config: DictConfig) -> None:
     jobs = sweep_jobs(config)
     swept = [o for o in dict.fromkeys(o for job in jobs for o in job) if sum(o in job for job in jobs) < len(jobs)]
     for overrides in jobs:
-        job = compose(config.hydra.job.config_name, overrides=overrides)
+        named = " ".join(o for o in overrides if o in swept) or " ".join(overrides)
+        try:
+            job = compose(config.hydra.job.config_name, overrides=overrides)
+        except HydraException as exc:  # a callback's exception would be a warning: Hydra's words, as ours
+            raise PipelineError(f"sweep job {redact.text(named)}: {describe(exc)} No job was started.") from None
         try:
             validate(job)
             preflight(job)
         except PipelineError as exc:
-            named = " ".join(o for o in overrides if o in swept) or " ".join(overrides)
             raise PipelineError(f"sweep job {redact.text(named)}: {exc} No job was started.") from None
 
 
@@ -133,18 +185,20 @@ class SweepParentRun(Callback):
 
         with reported():
             check_launcher(config.hydra.launcher)
+            check_objectives(config)
             check_every_job(config)
         if config.get("plan"):  # plan mode prints and exits: no MLflow runs
             return
         raise_keyboard_interrupt_on_sigterm()
         quiet_mlflow()
         route_library_output()  # MLflow creating its store: not for the terminal
-        swept = dict(config.hydra.sweeper.params or {})
+        swept = dict(config.hydra.sweeper.get("params") or {})
         swept |= dict(o.split("=", 1) for o in config.hydra.overrides.task if "=" in o)
         tags = {names.SWEEP_LAUNCHER: config.hydra.runtime.choices["hydra/launcher"],
                 names.SWEEP_OVERRIDES: redact.text(" ".join(f"{k}={v}" for k, v in swept.items())),
                 names.PRESET: str(config.preset)} | code_tags() | process_tags()
-        self.parent = sweeps.open_parent(config.mlflow, Path(config.hydra.sweep.dir), tags)
+        self.parent = sweeps.open_parent(config.mlflow, Path(config.hydra.sweep.dir), tags,
+                                         {str(key): redact.text(str(value)) for key, value in swept.items()})
         atexit.register(self._end_if_stopped)
         log.info("sweep %s: parent run %s in experiment %s", self.parent.sweep_id, self.parent.run_id,
                  config.mlflow.experiment_name)

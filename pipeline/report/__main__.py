@@ -21,6 +21,7 @@ from pathlib import Path
 from pipeline.errors import reported
 from pipeline.names import SWEEP_ID
 from pipeline.preflight import check_tracking
+from pipeline.report import answer
 from pipeline.report.budgets import at_equal_cost
 from pipeline.report.budgets import lines as budget_lines
 from pipeline.report.plot import curves, plot
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         tags |= {f"report/at_budget/{answer.budget:g}": text for answer, text in zip(answers, answer_lines)}
         if answers:
             tags["report/smallest_budget"] = answer_lines[-1]
-        queries.log_report(client, parent, [out / file for file in files], tags)
+        tags |= answer.tags(line, comparison, markdown)
+        queries.log_report(client, parent, [out / file for file in files], tags, answer.metrics(rows))
     print(markdown)
     print(f"saved {out}/{', '.join(files)}"
           + (f"; logged to parent run {parent.info.run_id} under report/" if parent else ""))

@@ -23,7 +23,7 @@ METRICS = [("s/step", "train/s_per_step"), ("steps", "train/steps"), ("train tim
            ("MRR@10", "test/mrr_at_10"), ("gain nDCG@10", "gain/ndcg_at_10")]
 TEXTS_PER_STEP = "cost/texts_per_step"
 # Params that don't make two runs different configs.
-_NOT_CONFIG = ("seed", "resume", "preset", "report")
+_NOT_CONFIG = ("seed", "resume", "preset", "report", "objectives")
 _NOT_CONFIG_PREFIXES = ("paths.", "mlflow.")
 
 
@@ -53,7 +53,7 @@ def summarize(runs: list, per_run: dict[str, dict | None]) -> tuple[list[dict], 
         groups.setdefault(_config_key(run.data.params), []).append(run)
     keys = [dict(key) for key in groups]
     names = sorted(set().union(*keys) - {"k", "loss.name"})
-    # A key inert in some rows (the miner's at k=0) is left out of theirs: it varies only where set.
+    # A key left out of a row as inert there (a k=0 row's miner keys) does not make it differ.
     varying = [name for name in names if len({key[name] for key in keys if name in key}) > 1]
     rows, computed = [], False
     for key, group in groups.items():
@@ -62,7 +62,8 @@ def summarize(runs: list, per_run: dict[str, dict | None]) -> tuple[list[dict], 
         texts = [r.data.metrics.get(TEXTS_PER_STEP) for r in group]
         if None in texts:
             texts, computed = [batch * (2 + k)], True
-        row = {"k": k, "loss": params["loss.name"], "config": " ".join(f"{p}={params.get(p)}" for p in varying),
+        row = {"k": k, "loss": params["loss.name"],
+               "config": " ".join(f"{p}={params[p]}" for p in varying if p in params),
                "texts/step": round(statistics.fmean(texts)), "seeds": len(group),
                "runs": " ".join(r.info.run_id for r in group)} | _budget(params, group)
         for column, metric in METRICS:

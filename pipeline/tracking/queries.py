@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from pipeline.errors import PipelineError
@@ -112,9 +113,16 @@ def dev_curve(client, run_id: str, unit: str) -> list[tuple[float, float]]:
             if point.step in spent]
 
 
-def log_report(client, parent, files: list[Path], tags: dict[str, str]) -> None:
-    """The report's files, under report/ on the sweep's parent run, and its tags (the recommendation)."""
+def log_report(client, parent, files: list[Path], tags: dict[str, str], metrics: dict[str, float]) -> None:
+    """The report's files, under report/ on the sweep's parent run, its tags (the recommendation,
+    the description) and its metrics (each row's figures, in batches of MLflow's 1,000 at most)."""
+    from mlflow.entities import Metric
+
     for file in files:
         client.log_artifact(parent.info.run_id, str(file), "report")
     for key, value in tags.items():
         client.set_tag(parent.info.run_id, key, value)
+    now = int(time.time() * 1000)
+    entries = [Metric(key, value, now, 0) for key, value in metrics.items()]
+    for start in range(0, len(entries), 1000):
+        client.log_batch(parent.info.run_id, metrics=entries[start:start + 1000])

@@ -18,9 +18,9 @@ from typing import Iterator, Mapping
 from omegaconf import DictConfig
 
 from pipeline import redact
-from pipeline.names import ERROR, MODEL_URI
+from pipeline.names import ERROR, MODEL_URI, NOTE
 from pipeline.result import RunResult
-from pipeline.tracking import data_inputs, model_log, reaper, store
+from pipeline.tracking import data_inputs, describe, model_log, reaper, store
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,12 @@ log = logging.getLogger(__name__)
 class MlflowRecorder:
     """The active MLflow run, as a RunResult sink."""
 
-    def __init__(self, active_run, data_cfg: DictConfig, fixed_test: str | None = None):
+    def __init__(self, active_run, cfg: DictConfig):
         self.run_id: str = active_run.info.run_id
         self.experiment_id: str = active_run.info.experiment_id
-        self.data_cfg = data_cfg
-        self.fixed_test = fixed_test  # eval.test: where the test data came from, if not the split
+        self.cfg = cfg
+        self.data_cfg = cfg.data
+        self.fixed_test = cfg.eval.test  # where the test data came from, if not the split
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
@@ -50,9 +51,11 @@ class MlflowRecorder:
 
     def finish(self, result: RunResult, log_model: bool) -> dict:
         """Log the model (if `log_model`), write run_summary.json to the run dir and log it, with
-        Hydra's config copies and the result's files (per-query scores), as artifacts."""
+        Hydra's config copies and the result's files (per-query scores), as artifacts; the run's
+        description gains its test figures."""
         import mlflow
 
+        mlflow.set_tag(NOTE, describe.description(self.cfg, result.metrics))
         if log_model:
             result.add(tags=model_log.log_model(result.model_dir, self.run_id))
         summary = {"run_id": self.run_id, "experiment_id": self.experiment_id,
@@ -93,21 +96,23 @@ def _end(status: str, error: str, log_file: Path | None) -> None:
 @contextlib.contextmanager
 def recording(cfg: DictConfig, tags: dict[str, str],
               log_file: Path | None = None) -> Iterator[MlflowRecorder]:
-    """Start the run (params = the flattened config, secrets left out; system metrics if
-    mlflow.log_system_metrics) after ending runs whose process is provably gone; end this one
-    FINISHED, FAILED (with the error) or KILLED, with `log_file` as an artifact."""
+    """Start the run, named and described (pipeline.tracking.describe; params = the flattened
+    config, secrets left out; system metrics if mlflow.log_system_metrics) after ending runs whose
+    process is provably gone; end this one FINISHED, FAILED (with the error) or KILLED, with
+    `log_file` as an artifact."""
     import mlflow
 
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     client = mlflow.MlflowClient()
     experiment = store.experiment_id(client, cfg.mlflow)
-    active = mlflow.start_run(experiment_id=experiment, run_name=cfg.mlflow.run_name, tags=tags,
+    active = mlflow.start_run(experiment_id=experiment, run_name=describe.run_name(cfg), tags=tags,
+                              description=describe.description(cfg),
                               log_system_metrics=cfg.mlflow.log_system_metrics)
     try:
         for run_id in reaper.reap(client, [experiment], f"run {active.info.run_id}"):
             log.warning("run %s was left RUNNING by a process that is gone: ended KILLED", run_id)
         mlflow.log_params(store.flatten(cfg))
-        yield MlflowRecorder(active, cfg.data, cfg.eval.test)
+        yield MlflowRecorder(active, cfg)
     except KeyboardInterrupt:
         _end("KILLED", "interrupted (Ctrl-C or SIGTERM)", log_file)
         raise

@@ -21,12 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import names
 from pipeline.config.inert import inert
-from pipeline.tracking import reaper, store
+from pipeline.tracking import describe, reaper, store
 from pipeline.tracking.store import flat_config
 
 PARENT_FILE = "sweep.json"
 # Keys that say where results go, not what they are: left out of the config hash.
-_UNHASHED = ("paths", "mlflow", "resume", "report")
+_UNHASHED = ("paths", "mlflow", "resume", "report", "objectives")
 
 
 @dataclass
@@ -37,14 +37,18 @@ class ParentRun:
     sweep_id: str
 
 
-def open_parent(mlflow_cfg: DictConfig, sweep_dir: Path, tags: dict[str, str]) -> ParentRun:
-    """Create the store, the experiment and the sweep's parent run; write sweep.json for the jobs."""
+def open_parent(mlflow_cfg: DictConfig, sweep_dir: Path, tags: dict[str, str], swept: dict[str, str]) -> ParentRun:
+    """Create the store, the experiment and the sweep's parent run (named after the preset or the
+    `swept` overrides); write sweep.json for the jobs."""
     client = store.client(mlflow_cfg.tracking_uri)
     experiment = store.experiment_id(client, mlflow_cfg)
     sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     reaper.reap(client, [experiment], f"sweep {sweep_id}")
-    tags = tags | {names.SWEEP_ID: sweep_id, names.SWEEP_PARENT: "true", names.SWEEP_DIR: str(sweep_dir)}
-    run = client.create_run(experiment, run_name=f"sweep-{sweep_id}", tags=tags)
+    tags = tags | {names.SWEEP_ID: sweep_id, names.SWEEP_PARENT: "true", names.SWEEP_DIR: str(sweep_dir),
+                   names.NOTE: f"Sweep {sweep_id} ({tags[names.SWEEP_OVERRIDES] or 'no overrides'}): its jobs are "
+                               "the child runs; the report's table replaces this text when the report runs "
+                               "(report=true, or python -m pipeline.report)."}
+    run = client.create_run(experiment, run_name=describe.sweep_name(tags[names.PRESET], swept, sweep_id), tags=tags)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / PARENT_FILE).write_text(json.dumps({"sweep_id": sweep_id, "parent_run_id": run.info.run_id}))
     return ParentRun(client, experiment, run.info.run_id, sweep_id)
