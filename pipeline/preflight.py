@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from omegaconf import DictConfig
 
 from pipeline import redact
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, refused
 from pipeline.stages import docstrings, models, sources, test_sets, translations
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
@@ -150,16 +150,35 @@ def check_source(cfg: DictConfig, group_column: str | None) -> None:
                                 "data has columns ['anchor', 'positive'].")
 
 
+# A share of identical (anchor, positive) training pairs from which the data teaches nothing.
+_IDENTICAL_SHARE = 0.5
+
+
+def check_training_rows(cfg: DictConfig, train) -> None:
+    """What the training split must hold for the run to learn: more pairs than one batch, and pairs
+    whose two sides differ (a query that is its own answer scores 1.0 on every metric)."""
+    if cfg.train.batch_size > len(train):
+        raise refused("train.batch_size", cfg.train.batch_size, f"at most the {len(train)} pairs of the training "
+                      "split: a batch larger than the data repeats it or trains on nothing",
+                      f"Lower train.batch_size, e.g. train.batch_size={min(32, len(train))}, or use more data.")
+    same = sum(a.strip() == p.strip() for a, p in zip(train["anchor"], train["positive"]))
+    if same >= _IDENTICAL_SHARE * len(train):
+        raise PipelineError(f"data: {same} of the {len(train)} training pairs have an anchor equal to its positive "
+                            "(every metric would be 1.0 and the run learn nothing): check data.anchor_column and "
+                            "data.positive_column, or the data itself.")
+
+
 def check_data(cfg: DictConfig) -> None:
     """Every source of the run: the first row of each (check_source), then all of each, split (the
-    split stage, built into the cache if it is not there). A message about a source of several
-    names it."""
+    split stage, built into the cache if it is not there), and its training split
+    (check_training_rows). A message about a source of several names it."""
     from pipeline.result import RunResult
     from pipeline.stages import split
     from pipeline.stages.stage import Context
 
     parts = Context(cfg, None, RunResult(Path(cfg.paths.cache_dir))).sources()
-    for check in (lambda part: check_source(part.cfg.data, cfg.split.group_column), split.run):
+    for check in (lambda part: check_source(part.cfg.data, cfg.split.group_column),
+                  lambda part: check_training_rows(cfg, split.run(part)["train"])):
         for name, part in parts.items():
             try:
                 check(part)

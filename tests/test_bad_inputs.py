@@ -62,6 +62,14 @@ CASES = [
     ("max_test_0", lambda t: ["split.max_test=0"], ["split.max_test=0", "test stage needs data"]),
     ("data_file_missing", lambda t: ["data=files", f"data.path={t}/missing.jsonl"],
      ["data.path=", "no such file"]),
+    ("data_path_is_a_directory", lambda t: ["data=files", f"data.path={t}"],
+     ["data.path=", "is a directory, not a data file"]),
+    ("data_anchor_column_is_the_positive_column", lambda t: ["data=files", "data.positive_column=anchor",
+                                                             "data.path=" + _files(t, _pairs(50))],
+     ["data.positive_column='anchor'", "data.anchor_column='anchor'", "its own answer"]),
+    ("data_anchors_equal_their_positives", lambda t: ["data=files", "data.path=" + _files(
+        t, [{"anchor": f"text {i}", "positive": f"text {i}"} for i in range(100)])],
+     ["training pairs have an anchor equal to its positive", "1.0"]),
     ("data_path_not_given", lambda t: ["data=files"], ["data=files needs a file", "data.path="]),
     ("data_other_columns", lambda t: ["data=files", "data.path=" + _files(
         t, [{"question": "q", "answer": "a"}])],
@@ -93,8 +101,12 @@ CASES = [
      ["model.id=", "no such model directory"]),
     ("hub_model_offline", lambda t: ["model=hub", "model.id=someone/not-cached-model"],
      ["HF_HUB_OFFLINE=1", "model=minilm or model=static"]),
+    ("max_seq_length_beyond_the_chunk_budget", lambda t: ["model.max_seq_length=100000"],
+     ["model.max_seq_length=100000", "at most loss.chunk_budget=1024", "Lower model.max_seq_length"]),
     ("max_seq_length_0", lambda t: ["model.max_seq_length=0"], ["model.max_seq_length=0", "at least 1"]),
     ("model_kind_unknown", lambda t: ["model.kind=onnx"], ["model.kind='onnx'", "package, static, hub"]),
+    ("batch_size_beyond_the_training_split", lambda t: ["train.batch_size=100000"],
+     ["train.batch_size=100000", "pairs of the training split"]),
     ("batch_size_1", lambda t: ["train.batch_size=1"], ["train.batch_size=1", "at least 2"]),
     ("zero_epochs", lambda t: ["train.max_steps=-1", "train.epochs=0"], ["train.epochs=0", "train.max_steps=-1"]),
     ("max_steps_0", lambda t: ["train.max_steps=0"], ["train.max_steps=0", "-1"]),
@@ -135,6 +147,8 @@ CASES = [
     ("cached_mnrl_mini_batch_too_large", lambda t: ["model=minilm", "loss=cached_mnrl",
                                                     "loss.mini_batch_size=64"],
      ["loss.mini_batch_size=64", "train.batch_size=16"]),
+    ("cached_mnrl_negatives_mode", lambda t: ["model=minilm", "loss=cached_mnrl", "loss.negatives=bank"],
+     ["loss.negatives=bank", "not a key of loss=cached_mnrl", "GradCache embeds the step itself"]),
     ("eval_every_not_a_fraction", lambda t: ["eval=fraction", "eval.every=3"],
      ["eval.every=3", "fraction of training"]),
     ("eval_every_steps_0", lambda t: ["eval=steps", "eval.every=0"], ["eval.every=0", "whole number"]),
@@ -235,8 +249,10 @@ def _parts(case):
 MULTIRUN = {"sweep_value_out_of_range", "sweep_typo", "joblib_n_jobs_0"}
 # Found when the split stage reads the whole file, after the checks that read its first row.
 WHOLE_FILE = {"data_not_utf8_at_row_200", "data_malformed_line"}
-# Found in the split of a source after the split of a good one: that split's entry is kept, valid.
-AFTER_A_GOOD_SPLIT = {"multi_source_too_small"}
+# Found in a split after a good one (another source's, or the training split's contents): the good
+# split's entry is kept, valid.
+AFTER_A_GOOD_SPLIT = {"multi_source_too_small", "data_anchors_equal_their_positives",
+                      "batch_size_beyond_the_training_split"}
 CLI_CASES = {"k_word", "typo_group", "override_syntax", "loss_needs_negatives_k0", "tracking_credentials_server_down",
              "unknown_top_level_secret", "outputs_dir_unwritable", "unknown_loss_option"} | MULTIRUN | WHOLE_FILE
 IN_PROCESS = [case for case in CASES if _case_id(case) not in MULTIRUN | WHOLE_FILE]
@@ -306,3 +322,16 @@ def test_bad_input_fails_clearly_on_the_command_line_and_leaves_nothing_behind(c
     assert _cache_entries(cli.root / "own-cache") == []
     if (cli.root / "mlflow.db").exists():
         assert all(run.info.status != "RUNNING" for run in cli.runs())
+
+
+def test_a_csv_saved_with_a_byte_order_mark_has_its_own_column_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("HNPIPE_ROOT", str(tmp_path))
+    rows = "".join(f"how do I do thing {i},module.thing_{i}\n" for i in range(60))
+    path = _files(tmp_path, name="pairs.csv", data="\ufeffanchor,positive\n".encode() + rows.encode())
+    check(compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}", "data=files", f"data.path={path}"]))
+
+
+@pytest.mark.parametrize("root", ["", "  "])
+def test_an_empty_hnpipe_root_is_unset(root, monkeypatch):
+    monkeypatch.setenv("HNPIPE_ROOT", root)
+    assert compose([]).paths.outputs_dir == f"{Path.cwd()}/outputs"
