@@ -187,6 +187,18 @@ def test_two_processes_needing_one_entry_build_it_once(tmp_path):
     assert outcomes[0][1] == outcomes[1][1]
 
 
+# The smallest run there is: most of its time is start-up and opening the store.
+TINY = ["k=0", "data.max_rows=200", "train.max_steps=1", "eval=none", "eval.test_distractors=20"]
+
+
+def test_two_runs_started_together_on_a_fresh_store_both_finish(cli):
+    """The first to open the fresh sqlite store creates and migrates it; the other waits for it."""
+    procs = [_start(cli, [*FAST, f"paths.cache_dir={cli.cache}", *TINY]) for _ in range(2)]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], "\n".join(out[-2000:] for out in outputs)
+    assert [run.info.status for run in cli.runs()] == ["FINISHED", "FINISHED"]
+
+
 def test_a_corrupt_entry_is_rebuilt_not_read(tmp_path):
     cache = StageCache(tmp_path)
     half = tmp_path / "split" / "k1"

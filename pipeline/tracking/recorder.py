@@ -98,8 +98,8 @@ def recording(cfg: DictConfig, tags: dict[str, str],
     FINISHED, FAILED (with the error) or KILLED, with `log_file` as an artifact."""
     import mlflow
 
+    client = store.client(cfg.mlflow.tracking_uri)  # first: a fresh store is migrated under its lock
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
-    client = mlflow.MlflowClient()
     experiment = store.experiment_id(client, cfg.mlflow)
     active = mlflow.start_run(experiment_id=experiment, run_name=cfg.mlflow.run_name, tags=tags,
                               log_system_metrics=cfg.mlflow.log_system_metrics)
