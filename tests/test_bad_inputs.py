@@ -227,6 +227,14 @@ CASES = [
     ("tracking_store_not_sqlite", lambda t: [_garbage_store(t)], ["is not an SQLite database", "not overwrite"]),
     ("postgres_driver_missing", lambda t: [f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db"],
      ["driver is not installed", "postgresql://me:***@localhost/db"]),
+    ("postgres_query_password", lambda t: [f"mlflow.tracking_uri='postgresql://localhost/db?user=me&password={SECRET}'"],
+     ["driver is not installed", "postgresql://localhost/db?user=me&password=***"]),
+    ("data_path_url_with_a_password", lambda t: ["data=files", f"data.path=https://me:{SECRET}@example.org/pairs.jsonl"],
+     ["data.path='https://me:***@example.org/pairs.jsonl'", "no such file"]),
+    ("data_path_url_with_a_token", lambda t: ["data=files", f"data.path='https://example.org/pairs.jsonl?token={SECRET}'"],
+     ["data.path='https://example.org/pairs.jsonl?token=***'", "no such file"]),
+    ("model_id_url_with_a_password", lambda t: ["model=hub", f"model.id=https://me:{SECRET}@example.org/model"],
+     ["model.id='https://me:***@example.org/model'", "not a hub id"]),
     ("postgres_driver_missing_plan", lambda t: [f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db",
                                                 "plan=true"], ["driver is not installed"]),
     ("sweep_value_out_of_range", lambda t: ["-m", "k=1,70"], ["sweep job k=70", "k=70", "No job was started"]),
@@ -335,3 +343,25 @@ def test_a_csv_saved_with_a_byte_order_mark_has_its_own_column_names(tmp_path, m
 def test_an_empty_hnpipe_root_is_unset(root, monkeypatch):
     monkeypatch.setenv("HNPIPE_ROOT", root)
     assert compose([]).paths.outputs_dir == f"{Path.cwd()}/outputs"
+
+
+def test_params_mask_a_password_in_the_query_string_of_any_uri():
+    from omegaconf import OmegaConf
+
+    from pipeline.tracking.store import flatten
+
+    cfg = compose([f"mlflow.tracking_uri='sqlite:////tmp/x.db?password={SECRET}'",
+                   f"model.id='https://me:{SECRET}@example.org/model?access_token={SECRET}'"])
+    params = flatten(OmegaConf.create({"mlflow": {"tracking_uri": cfg.mlflow.tracking_uri}, "model": {"id": cfg.model.id}}))
+    assert params["mlflow.tracking_uri"] == "sqlite:////tmp/x.db?password=***"
+    assert params["model.id"] == "https://me:***@example.org/model?access_token=***"
+    assert SECRET not in str(params)
+
+
+def test_cfg_job_prints_the_config_with_secrets_masked(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--cfg", "job", f"+api_token={SECRET}",
+                             f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db"],
+                            cwd=ROOT, env=Cli(tmp_path, tmp_path).env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "api_token: '***'" in result.stdout and "postgresql://me:***@localhost/db" in result.stdout
+    assert SECRET not in result.stdout + result.stderr

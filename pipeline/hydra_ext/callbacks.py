@@ -116,7 +116,7 @@ def check_every_job(config: DictConfig) -> None:
             preflight(job)
         except PipelineError as exc:
             named = " ".join(o for o in overrides if o in swept) or " ".join(overrides)
-            raise PipelineError(f"sweep job {redact.text(named)}: {exc} No job was started.") from None
+            raise PipelineError(f"sweep job {named}: {exc} No job was started.") from None
 
 
 class SweepParentRun(Callback):
