@@ -174,6 +174,9 @@ CASES = [
      ["data.sources.a.source='web'", "docstrings, hf, files, translations"]),
     ("multi_source_key_typo", lambda t: ["data=multi", "+data.sources.a={source:files,pth:x.jsonl}"],
      ["data.sources.a.pth", "not a key of a files source", "did you mean data.sources.a.path"]),
+    ("multi_source_anchor_column_is_its_positive_column", lambda t: [
+        "data=multi", "+data.sources.a={source:hf,anchor_column:answer}"],
+     ["data.sources.a.positive_column='answer'", "its own answer"]),
     ("multi_include_unknown", lambda t: ["data=multi", "+data.sources.a={source:docstrings}", "data.include=[b]"],
      ["data.include=['b']", "names of data.sources (a)"]),
     ("multi_two_sources_one_name", lambda t: [

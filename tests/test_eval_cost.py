@@ -50,6 +50,8 @@ def test_a_loss_that_explodes_is_a_warning_in_a_tag_and_in_the_summary(tmp_path)
     assert "diverged: 2.9 at the first log, 7e+28 at the last" in warnings["loss_diverged"]
     assert "train.learning_rate" in warnings["loss_diverged"]
     assert "loss_diverged" in training_warnings(metrics, _train_log([]) | {"log_history": [{"loss": float("nan")}]})
+    too_large_from_the_start = _train_log([]) | {"log_history": [{"loss": 9e28}, {"loss": 7e28}]}
+    assert "loss_diverged" in training_warnings(metrics, too_large_from_the_start)
     assert training_warnings(metrics, _train_log([]) | {"log_history": [{"loss": 2.9}, {"loss": 0.4}]}) == {}
     result = RunResult(tmp_path)
     result.add(tags={warning("loss_diverged"): warnings["loss_diverged"]})

@@ -238,10 +238,14 @@ def anchors_and_positives_are_different_columns(cfg: DictConfig) -> None:
     data = cfg.data
     nodes = {f"data.sources.{name}": node for name, node in (data.get("sources") or {}).items()}
     for path, node in {"data": data, **nodes}.items():
-        if isinstance(node, DictConfig) and "anchor_column" in node and node.anchor_column == node.positive_column:
-            raise refused(f"{path}.positive_column", node.positive_column,
-                          f"a column other than {path}.anchor_column={node.anchor_column!r}: with one column as "
-                          "both sides every query is its own answer (every metric 1.0)")
+        if not isinstance(node, DictConfig) or node.get("source") not in ("files", "hf"):
+            continue
+        anchor, positive = (node.get(f"{role}_column", fields(DATA[node.source])[f"{role}_column"].default)
+                            for role in ("anchor", "positive"))
+        if anchor == positive:
+            raise refused(f"{path}.positive_column", positive, f"a column other than {path}.anchor_column="
+                          f"{anchor!r}: with one column as both sides every query is its own answer (every "
+                          "metric 1.0)")
 
 
 @rule

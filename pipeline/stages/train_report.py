@@ -128,18 +128,21 @@ def train_metrics(train_log: dict, texts_per_step: float) -> dict[str, float]:
     }
 
 
-# A last logged train loss this many times the first (or 1, whichever is more) is a run that diverged.
+# A last logged train loss this many times the first (or 1, whichever is more) is a run that diverged;
+# so is any loss above _EXPLODED: no contrastive or triplet loss of a model that learns gets near it.
 _DIVERGED_RATIO = 10.0
+_EXPLODED = 1e6
 
 
 def _divergence(history: list[dict]) -> str | None:
-    """Why training diverged (a loss that is not finite, or that ended far above where it began), or None:
-    a learning rate or loss.scale too large trains to nothing while the run still ends FINISHED."""
+    """Why training diverged (a loss not finite or exploded, or ending far above where it began), or
+    None: a learning rate or loss.scale too large trains to nothing while the run still ends FINISHED."""
     losses = [float(entry["loss"]) for entry in history if "loss" in entry]
     if not losses:
         return None
     first, last = losses[0], losses[-1]
-    if math.isfinite(last) and last <= _DIVERGED_RATIO * max(first, 1.0):
+    sane = all(math.isfinite(loss) and loss <= _EXPLODED for loss in losses)
+    if sane and last <= _DIVERGED_RATIO * max(first, 1.0):
         return None
     return (f"the training loss diverged: {first:.4g} at the first log, {last:.4g} at the last; lower "
             "train.learning_rate (or loss.scale), or raise train.warmup_ratio. The tuned model is not worth "
