@@ -158,11 +158,11 @@ _IDENTICAL_SHARE = 0.5
 
 
 def check_training_rows(cfg: DictConfig, train) -> None:
-    """What the training split must hold for the run to learn: more pairs than one batch, and pairs
+    """What the training split must hold for the run to learn: a batch of pairs at least, and pairs
     whose two sides differ (a query that is its own answer scores 1.0 on every metric)."""
     if cfg.train.batch_size > len(train):
         raise refused("train.batch_size", cfg.train.batch_size, f"at most the {len(train)} pairs of the training "
-                      "split: a batch larger than the data repeats it or trains on nothing",
+                      "split: a batch cannot hold more pairs than the data has",
                       f"Lower train.batch_size, e.g. train.batch_size={min(32, len(train))}, or use more data.")
     same = sum(a.strip() == p.strip() for a, p in zip(train["anchor"], train["positive"]))
     if same >= _IDENTICAL_SHARE * len(train):
