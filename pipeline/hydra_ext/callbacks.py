@@ -104,19 +104,21 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
 
 
 def check_every_job(config: DictConfig) -> None:
-    """Refuse the whole sweep before its first job starts if any job's config is bad."""
+    """Refuse the whole sweep before its first job starts if any job's config is bad: every job's
+    values first, then what they point at (preflight builds the split entry of a good job, so a
+    bad value in a later job must stop the sweep before that)."""
     from hydra import compose
 
     jobs = sweep_jobs(config)
     swept = [o for o in dict.fromkeys(o for job in jobs for o in job) if sum(o in job for job in jobs) < len(jobs)]
-    for overrides in jobs:
-        job = compose(config.hydra.job.config_name, overrides=overrides)
-        try:
-            validate(job)
-            preflight(job)
-        except PipelineError as exc:
-            named = " ".join(o for o in overrides if o in swept) or " ".join(overrides)
-            raise PipelineError(f"sweep job {named}: {exc} No job was started.") from None
+    composed = [(overrides, compose(config.hydra.job.config_name, overrides=overrides)) for overrides in jobs]
+    for check in (validate, preflight):
+        for overrides, job in composed:
+            try:
+                check(job)
+            except PipelineError as exc:
+                named = " ".join(o for o in overrides if o in swept) or " ".join(overrides)
+                raise PipelineError(f"sweep job {named}: {exc} No job was started.") from None
 
 
 class SweepParentRun(Callback):
