@@ -7,9 +7,10 @@ from omegaconf import DictConfig
 
 import pipeline.config  # noqa: F401  registers the schema (and its resolvers) that conf/ extends
 from pipeline import app
-from pipeline.hydra_ext import errors
+from pipeline.hydra_ext import errors, show
 
 errors.install()  # Hydra's own errors: one paragraph, exit 2, the closest key suggested
+show.install()  # --cfg prints the config with secrets masked
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

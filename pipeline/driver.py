@@ -54,6 +54,7 @@ def prepare(ctx: Context, parts: dict[str, Context] | None = None):
     for name, part in parts.items():
         with part.naming_source():
             splits[name] = split.run(part)
+            split.check_training_rows(part.cfg, splits[name]["train"])
     model = models.base(ctx, parts, splits)
     trainings = {}
     for name, part in parts.items():

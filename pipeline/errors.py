@@ -7,19 +7,25 @@ import os
 import sys
 from typing import Iterator
 
+from pipeline import redact
+
 # Exit code of every refused input or environment problem (Hydra's own errors included).
 EXIT_BAD_INPUT = 2
 
 
 class PipelineError(Exception):
-    """Bad input or environment: the message says what is wrong and what to do."""
+    """Bad input or environment: the message says what is wrong and what to do. It is masked
+    here (pipeline.redact), so a value it quotes never shows a secret wherever it is printed or tagged."""
+
+    def __init__(self, message: str):
+        super().__init__(redact.text(message))
 
 
 def exit_with_message(message: str) -> None:
     """Print `error: message` to stderr and exit with EXIT_BAD_INPUT (in a multi-process launch
     every process exits, and only process 0 prints: one message, not one per process)."""
     if os.environ.get("RANK", "0") == "0":
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print(f"error: {redact.text(message)}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_INPUT)
 
 

@@ -38,5 +38,8 @@ def cache_tags(stage: str, key: str, hit: bool) -> dict[str, str]:
     return {f"cache/{stage}_key": key, f"cache/{stage}_hit": str(hit).lower()}
 
 
+WARNING_PREFIX = "warning/"
+
+
 def warning(name: str) -> str:
-    return f"warning/{name}"
+    return f"{WARNING_PREFIX}{name}"

@@ -34,6 +34,9 @@ def check_model(cfg: DictConfig) -> None:
         return
     if cfg.id.startswith(("/", ".", "~")):
         raise PipelineError(f"model.id={cfg.id!r}: no such model directory.")
+    if "://" in cfg.id:
+        raise PipelineError(f"model.id={cfg.id!r} is not a hub id (owner/name) or a local model directory: "
+                            "download the model and give its directory.")
     from huggingface_hub import try_to_load_from_cache
 
     if try_to_load_from_cache(cfg.id, "modules.json") is not None:
@@ -81,7 +84,7 @@ def _check_driver(uri: str, shown: str) -> None:
                             "MLFLOW_TRACKING_URI to use the local sqlite store.") from None
     except Exception as exc:  # a URI SQLAlchemy cannot parse, an unknown dialect
         raise PipelineError(f"mlflow.tracking_uri={shown!r}: not a database URI SQLAlchemy can use "
-                            f"({redact.text(str(exc))}).") from None
+                            f"({exc}).") from None
 
 
 def _check_server(uri: str, shown: str, timeout_s: float) -> None:
@@ -98,7 +101,7 @@ def _check_server(uri: str, shown: str, timeout_s: float) -> None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise PipelineError(
             f"mlflow.tracking_uri={shown!r}: the MLflow server does not answer within {timeout_s:g} s "
-            f"({redact.text(str(exc))}). Start it (mlflow server --host 127.0.0.1 --port 5000), or unset "
+            f"({exc}). Start it (mlflow server --host 127.0.0.1 --port 5000), or unset "
             "MLFLOW_TRACKING_URI to use the local sqlite store.") from None
 
 

@@ -3,8 +3,10 @@
 A value is secret when its key names a token, password, secret, credential or key
 (`api_token`, `mlflow.password`, `private_key`), at any depth and whether or not
 the config knows the key; credentials inside a URI (`http://user:pw@host`) are
-secret too. Hydra writes its config copies before any pipeline code runs, so
-those files are scrubbed in place as the job starts.
+secret too, as are query parameters naming a secret (`?password=`). PipelineError masks its own
+message and `pipeline.errors.exit_with_message` what it prints, so no message needs to; Hydra's
+`--cfg` print is masked as it is written (pipeline.hydra_ext.show). Hydra writes its config
+copies before any pipeline code runs, so those files are scrubbed in place as the job starts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ _SECRET_FRAGMENTS = ("token", "password", "passwd", "secret", "credential", "api
 _SECRET_WORDS = {"key", "pwd", "pw"}
 # scheme://user:password@ -> scheme://user:***@
 _URI_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^/\s:@'\"]+):(?P<pw>[^/\s@'\"]+)@")
+# ?password=... / &access_token=... in a URI's query string: the key, then its value.
+_QUERY_PARAMETER = re.compile(r"(?P<head>[?&;](?P<key>[\w.\-]+)=)(?P<value>[^&;#\s'\"]+)")
 # key=value inside text (overrides, Hydra's override_dirname): value up to a delimiter.
 _ASSIGNMENT = re.compile(r"(?P<key>[\w.\-]+)=(?P<value>[^,\s\]'\"]+)")
 # A YAML mapping line: indentation, optional list dash, key, colon, rest.
@@ -36,8 +40,10 @@ def is_secret(key: str) -> bool:
 
 
 def uri(text: str) -> str:
-    """`text` with the password of every URI in it masked."""
-    return _URI_CREDENTIALS.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    """`text` with the password of every URI in it masked: user:password@, and query parameters
+    that name a secret (postgresql://host/db?password=..., sqlite:///x.db?token=...)."""
+    masked = _URI_CREDENTIALS.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    return _QUERY_PARAMETER.sub(lambda m: f"{m['head']}{MASK}" if is_secret(m["key"]) else m[0], masked)
 
 
 def value(key: str, val: object) -> object:

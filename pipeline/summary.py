@@ -1,6 +1,7 @@
 """The few lines a finished run leaves on the terminal: what each stage took (and whether the
 cache served it), the test metrics beside the base model's with the gain, and where the run,
-its model and its log file are. Built from the RunResult only, so it shows what MLflow holds.
+its model and its log file are, and each warning/* tag the run set. Built from the RunResult only,
+so it shows what MLflow holds.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import redact
-from pipeline.names import MODEL_LOAD
+from pipeline.names import MODEL_LOAD, WARNING_PREFIX
 from pipeline.progress import clock
 from pipeline.result import RunResult
 from pipeline.tracking.provenance import PROJECT
@@ -72,4 +73,6 @@ def summary(result: RunResult, run_id: str, experiment_id: str, mlflow_cfg, log_
              f"  model:      {model}"]
     if log_file is not None:
         lines.append(f"  log file:   {log_file}")
+    lines += [f"  warning:    {text} ({name})" for name, text in sorted(result.tags.items())
+              if name.startswith(WARNING_PREFIX)]
     return "\n".join(lines)

@@ -32,8 +32,14 @@ def pytest_collection_modifyitems(items) -> None:
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
-    """One stage cache for the session, so tests split and mine the same data once."""
-    return tmp_path_factory.mktemp("cache")
+    """One stage cache for the session, shared by pytest-xdist's workers (the cache claims an entry
+    before building it, across processes), so the tests split and mine the same data once."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' common base
+    cache = root / "shared-cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture

@@ -62,6 +62,14 @@ CASES = [
     ("max_test_0", lambda t: ["split.max_test=0"], ["split.max_test=0", "test stage needs data"]),
     ("data_file_missing", lambda t: ["data=files", f"data.path={t}/missing.jsonl"],
      ["data.path=", "no such file"]),
+    ("data_path_is_a_directory", lambda t: ["data=files", f"data.path={t}"],
+     ["data.path=", "is a directory, not a data file"]),
+    ("data_anchor_column_is_the_positive_column", lambda t: ["data=files", "data.positive_column=anchor",
+                                                             "data.path=" + _files(t, _pairs(50))],
+     ["data.positive_column='anchor'", "data.anchor_column='anchor'", "its own answer"]),
+    ("data_anchors_equal_their_positives", lambda t: ["data=files", "data.path=" + _files(
+        t, [{"anchor": f"text {i}", "positive": f"text {i}"} for i in range(100)])],
+     ["training pairs have an anchor equal to its positive", "1.0"]),
     ("data_path_not_given", lambda t: ["data=files"], ["data=files needs a file", "data.path="]),
     ("data_other_columns", lambda t: ["data=files", "data.path=" + _files(
         t, [{"question": "q", "answer": "a"}])],
@@ -93,8 +101,12 @@ CASES = [
      ["model.id=", "no such model directory"]),
     ("hub_model_offline", lambda t: ["model=hub", "model.id=someone/not-cached-model"],
      ["HF_HUB_OFFLINE=1", "model=minilm or model=static"]),
+    ("max_seq_length_beyond_the_chunk_budget", lambda t: ["model.max_seq_length=100000"],
+     ["model.max_seq_length=100000", "at most loss.chunk_budget=1024", "Lower model.max_seq_length"]),
     ("max_seq_length_0", lambda t: ["model.max_seq_length=0"], ["model.max_seq_length=0", "at least 1"]),
     ("model_kind_unknown", lambda t: ["model.kind=onnx"], ["model.kind='onnx'", "package, static, hub"]),
+    ("batch_size_beyond_the_training_split", lambda t: ["train.batch_size=100000"],
+     ["train.batch_size=100000", "pairs of the training split"]),
     ("batch_size_1", lambda t: ["train.batch_size=1"], ["train.batch_size=1", "at least 2"]),
     ("zero_epochs", lambda t: ["train.max_steps=-1", "train.epochs=0"], ["train.epochs=0", "train.max_steps=-1"]),
     ("max_steps_0", lambda t: ["train.max_steps=0"], ["train.max_steps=0", "-1"]),
@@ -135,6 +147,8 @@ CASES = [
     ("cached_mnrl_mini_batch_too_large", lambda t: ["model=minilm", "loss=cached_mnrl",
                                                     "loss.mini_batch_size=64"],
      ["loss.mini_batch_size=64", "train.batch_size=16"]),
+    ("cached_mnrl_negatives_mode", lambda t: ["model=minilm", "loss=cached_mnrl", "loss.negatives=bank"],
+     ["loss.negatives=bank", "not a key of loss=cached_mnrl", "GradCache embeds the step itself"]),
     ("eval_every_not_a_fraction", lambda t: ["eval=fraction", "eval.every=3"],
      ["eval.every=3", "fraction of training"]),
     ("eval_every_steps_0", lambda t: ["eval=steps", "eval.every=0"], ["eval.every=0", "whole number"]),
@@ -160,6 +174,9 @@ CASES = [
      ["data.sources.a.source='web'", "docstrings, hf, files, translations"]),
     ("multi_source_key_typo", lambda t: ["data=multi", "+data.sources.a={source:files,pth:x.jsonl}"],
      ["data.sources.a.pth", "not a key of a files source", "did you mean data.sources.a.path"]),
+    ("multi_source_anchor_column_is_its_positive_column", lambda t: [
+        "data=multi", "+data.sources.a={source:hf,anchor_column:answer}"],
+     ["data.sources.a.positive_column='answer'", "its own answer"]),
     ("multi_include_unknown", lambda t: ["data=multi", "+data.sources.a={source:docstrings}", "data.include=[b]"],
      ["data.include=['b']", "names of data.sources (a)"]),
     ("multi_two_sources_one_name", lambda t: [
@@ -214,6 +231,14 @@ CASES = [
     ("tracking_store_not_sqlite", lambda t: [_garbage_store(t)], ["is not an SQLite database", "not overwrite"]),
     ("postgres_driver_missing", lambda t: [f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db"],
      ["driver is not installed", "postgresql://me:***@localhost/db"]),
+    ("postgres_query_password", lambda t: [f"mlflow.tracking_uri='postgresql://localhost/db?user=me&password={SECRET}'"],
+     ["driver is not installed", "postgresql://localhost/db?user=me&password=***"]),
+    ("data_path_url_with_a_password", lambda t: ["data=files", f"data.path=https://me:{SECRET}@example.org/pairs.jsonl"],
+     ["data.path='https://me:***@example.org/pairs.jsonl'", "no such file"]),
+    ("data_path_url_with_a_token", lambda t: ["data=files", f"data.path='https://example.org/pairs.jsonl?token={SECRET}'"],
+     ["data.path='https://example.org/pairs.jsonl?token=***'", "no such file"]),
+    ("model_id_url_with_a_password", lambda t: ["model=hub", f"model.id=https://me:{SECRET}@example.org/model"],
+     ["model.id='https://me:***@example.org/model'", "not a hub id"]),
     ("postgres_driver_missing_plan", lambda t: [f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db",
                                                 "plan=true"], ["driver is not installed"]),
     ("sweep_value_out_of_range", lambda t: ["-m", "k=1,70"], ["sweep job k=70", "k=70", "No job was started"]),
@@ -236,9 +261,10 @@ def _parts(case):
 MULTIRUN = {"sweep_value_out_of_range", "sweep_typo", "joblib_n_jobs_0"}
 # Found when the split stage reads the whole file, after the checks that read its first row.
 WHOLE_FILE = {"data_not_utf8_at_row_200", "data_malformed_line"}
-# Found in the split of a source after the split of a good one (in the run): that split's entry is
-# kept, valid.
-AFTER_A_GOOD_SPLIT = {"multi_source_too_small"}
+# Found in a split after a good one (another source's, or the training split's contents), in the
+# run: the good split's entry is kept, valid.
+AFTER_A_GOOD_SPLIT = {"multi_source_too_small", "data_anchors_equal_their_positives",
+                      "batch_size_beyond_the_training_split"}
 CLI_CASES = {"k_word", "typo_group", "override_syntax", "loss_needs_negatives_k0", "tracking_credentials_server_down",
              "unknown_top_level_secret", "outputs_dir_unwritable", "unknown_loss_option"} | MULTIRUN | WHOLE_FILE \
     | AFTER_A_GOOD_SPLIT
@@ -312,3 +338,38 @@ def test_bad_input_fails_clearly_on_the_command_line_and_leaves_nothing_behind(c
         assert _cache_entries(cli.root / "own-cache") == []
     if (cli.root / "mlflow.db").exists():
         assert all(run.info.status != "RUNNING" for run in cli.runs())
+
+
+def test_a_csv_saved_with_a_byte_order_mark_has_its_own_column_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("HNPIPE_ROOT", str(tmp_path))
+    rows = "".join(f"how do I do thing {i},module.thing_{i}\n" for i in range(60))
+    path = _files(tmp_path, name="pairs.csv", data="\ufeffanchor,positive\n".encode() + rows.encode())
+    check(compose([*FAST, f"paths.cache_dir={tmp_path / 'cache'}", "data=files", f"data.path={path}"]))
+
+
+@pytest.mark.parametrize("root", ["", "  "])
+def test_an_empty_hnpipe_root_is_unset(root, monkeypatch):
+    monkeypatch.setenv("HNPIPE_ROOT", root)
+    assert compose([]).paths.outputs_dir == f"{Path.cwd()}/outputs"
+
+
+def test_params_mask_a_password_in_the_query_string_of_any_uri():
+    from omegaconf import OmegaConf
+
+    from pipeline.tracking.store import flatten
+
+    cfg = compose([f"mlflow.tracking_uri='sqlite:////tmp/x.db?password={SECRET}'",
+                   f"model.id='https://me:{SECRET}@example.org/model?access_token={SECRET}'"])
+    params = flatten(OmegaConf.create({"mlflow": {"tracking_uri": cfg.mlflow.tracking_uri}, "model": {"id": cfg.model.id}}))
+    assert params["mlflow.tracking_uri"] == "sqlite:////tmp/x.db?password=***"
+    assert params["model.id"] == "https://me:***@example.org/model?access_token=***"
+    assert SECRET not in str(params)
+
+
+def test_cfg_job_prints_the_config_with_secrets_masked(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--cfg", "job", f"+api_token={SECRET}",
+                             f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db"],
+                            cwd=ROOT, env=Cli(tmp_path, tmp_path).env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "api_token: '***'" in result.stdout and "postgresql://me:***@localhost/db" in result.stdout
+    assert SECRET not in result.stdout + result.stderr

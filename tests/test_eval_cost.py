@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 
 from helpers import write_jsonl
-from pipeline.stages.train_report import eval_cost_warnings, train_metrics
+from pipeline.stages.train_report import train_metrics, training_warnings
 
 SMALL = ["data.max_rows=800", "train.max_steps=10", "train.logging_steps=5", "eval.test_distractors=200"]
 
@@ -30,11 +30,34 @@ def test_eval_fraction_divides_all_dev_eval_time_by_the_training_loop_without_it
 
 def test_eval_costing_more_than_training_is_a_warning():
     log = _train_log([]) | {"warnings": {"eval_cadence": "never fired"}}
-    cheap = eval_cost_warnings({"time/eval_fraction": 0.04, "time/eval_in_train_s": 0.4}, log)
+    cheap = training_warnings({"time/eval_fraction": 0.04, "time/eval_in_train_s": 0.4}, log)
     assert cheap == {"eval_cadence": "never fired"}
-    costly = eval_cost_warnings({"time/eval_fraction": 3.0, "time/eval_in_train_s": 30.0}, log)
+    costly = training_warnings({"time/eval_fraction": 3.0, "time/eval_in_train_s": 30.0}, log)
     assert "30.0 s, 3.0x the pure training time" in costly["eval_dominates"]
     assert "eval.kind=loss" in costly["eval_dominates"]
+
+
+def test_a_loss_that_explodes_is_a_warning_in_a_tag_and_in_the_summary(tmp_path):
+    from omegaconf import OmegaConf
+
+    from pipeline.names import warning
+    from pipeline.result import RunResult
+    from pipeline.summary import summary
+
+    metrics = {"time/eval_fraction": 0.1, "time/eval_in_train_s": 0.1}
+    exploded = _train_log([]) | {"log_history": [{"loss": 2.9}, {"loss": 7e28}, {"train_runtime": 1.0}]}
+    warnings = training_warnings(metrics, exploded)
+    assert "diverged: 2.9 at the first log, 7e+28 at the last" in warnings["loss_diverged"]
+    assert "train.learning_rate" in warnings["loss_diverged"]
+    assert "loss_diverged" in training_warnings(metrics, _train_log([]) | {"log_history": [{"loss": float("nan")}]})
+    too_large_from_the_start = _train_log([]) | {"log_history": [{"loss": 9e28}, {"loss": 7e28}]}
+    assert "loss_diverged" in training_warnings(metrics, too_large_from_the_start)
+    assert training_warnings(metrics, _train_log([]) | {"log_history": [{"loss": 2.9}, {"loss": 0.4}]}) == {}
+    result = RunResult(tmp_path)
+    result.add(tags={warning("loss_diverged"): warnings["loss_diverged"]})
+    shown = summary(result, "run1", "0", OmegaConf.create({"experiment_name": "e", "tracking_uri": "sqlite:///x.db"}),
+                    None)
+    assert "warning:    the training loss diverged" in shown and "(warning/loss_diverged)" in shown
 
 
 def _run_and_log(cli, *overrides, fast=False):

@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from helpers import FAST, ROOT
+from helpers import FAST, ROOT, write_jsonl
 from pipeline.cache import StageCache
 
 # Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
@@ -185,6 +185,19 @@ def test_two_processes_needing_one_entry_build_it_once(tmp_path):
     assert counter.read_text() == "built\n"
     assert [hit for hit, _ in outcomes] == [False, True]
     assert outcomes[0][1] == outcomes[1][1]
+
+
+def test_two_runs_started_together_on_a_fresh_store_both_finish(cli, tmp_path):
+    """The first to open the fresh sqlite store creates and migrates it; the other waits for it.
+    The smallest run there is (a small file, one step, no dev evaluation): most of it is start-up."""
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": f"how do I do thing {i}", "positive": f"thing_{i}()"}
+                                                   for i in range(200)])
+    tiny = [*FAST, f"paths.cache_dir={tmp_path / 'cache'}", "data=files", f"data.path={pairs}", "k=0",
+            "train.max_steps=1", "eval=none", "eval.test_distractors=20"]
+    procs = [_start(cli, tiny) for _ in range(2)]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], "\n".join(out[-2000:] for out in outputs)
+    assert [run.info.status for run in cli.runs()] == ["FINISHED", "FINISHED"]
 
 
 def test_a_corrupt_entry_is_rebuilt_not_read(tmp_path):

@@ -219,12 +219,33 @@ def loss_takes_the_negatives_mode(cfg: DictConfig) -> None:
 
 @rule
 def chunks_hold_the_longest_text(cfg: DictConfig) -> None:
+    """Blames the key the user moved: loss.chunk_budget if it was set, else model.max_seq_length."""
     loss, longest = cfg.loss, cfg.model.max_seq_length
-    if LOSSES[loss.name].modes and loss.length_aware and loss.chunk_budget < longest:
-        raise refused("loss.chunk_budget", loss.chunk_budget,
-                      f"at least model.max_seq_length={longest} with loss.length_aware=true: it is the most rows x "
-                      "padded tokens of one forward, and a smaller budget leaves every long text a forward of its "
-                      "own", "For example loss.chunk_budget=1024.")
+    if not (LOSSES[loss.name].modes and loss.length_aware and loss.chunk_budget < longest):
+        return
+    why = ("loss.chunk_budget is the most rows x padded tokens of one forward with loss.length_aware=true, and a "
+           "smaller budget leaves every long text a forward of its own")
+    if loss.chunk_budget == fields(StepEmbeddingKeys)["chunk_budget"].default:
+        raise refused("model.max_seq_length", longest, f"at most loss.chunk_budget={loss.chunk_budget}: {why}",
+                      f"Lower model.max_seq_length, or raise loss.chunk_budget to at least {longest}.")
+    raise refused("loss.chunk_budget", loss.chunk_budget, f"at least model.max_seq_length={longest}: {why}",
+                  f"For example loss.chunk_budget={max(1024, longest)}.")
+
+
+@rule
+def anchors_and_positives_are_different_columns(cfg: DictConfig) -> None:
+    """One column as both sides makes every query its own answer: every metric 1.0, nothing learnt."""
+    data = cfg.data
+    nodes = {f"data.sources.{name}": node for name, node in (data.get("sources") or {}).items()}
+    for path, node in {"data": data, **nodes}.items():
+        if not isinstance(node, DictConfig) or node.get("source") not in ("files", "hf"):
+            continue
+        anchor, positive = (node.get(f"{role}_column", fields(DATA[node.source])[f"{role}_column"].default)
+                            for role in ("anchor", "positive"))
+        if anchor == positive:
+            raise refused(f"{path}.positive_column", positive, f"a column other than {path}.anchor_column="
+                          f"{anchor!r}: with one column as both sides every query is its own answer (every "
+                          "metric 1.0)")
 
 
 @rule

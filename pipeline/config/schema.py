@@ -235,11 +235,11 @@ class Hardware:
 
 @dataclass
 class Paths:
-    """Everything the pipeline writes lives under outputs_dir (git-ignored). ${cwd:}, not
-    ${hydra:runtime.cwd}: a multirun resolves its sweep dir, which lives here, before Hydra
-    sets its runtime config."""
+    """Everything the pipeline writes lives under outputs_dir (git-ignored). ${root:} is HNPIPE_ROOT
+    (empty counts as unset) or the launch directory, not ${hydra:runtime.cwd}: a multirun resolves
+    its sweep dir, which lives here, before Hydra sets its runtime config."""
 
-    root_dir: str = "${oc.env:HNPIPE_ROOT,${cwd:}}"
+    root_dir: str = "${root:}"
     outputs_dir: str = "${paths.root_dir}/outputs"
     cache_dir: str = "${paths.outputs_dir}/cache"
     # This run's own directory (Hydra's run dir).

@@ -153,22 +153,30 @@ def check_objectives(config: DictConfig) -> None:
 
 
 def check_every_job(config: DictConfig) -> None:
-    """Refuse the whole sweep before its first job starts if any job's config is bad."""
+    """Refuse the whole sweep before its first job starts if any job's config is bad: every job's
+    values first, then what they point at (preflight builds the split entry of a good job, so a
+    bad value in a later job must stop the sweep before that)."""
     from hydra import compose
 
     jobs = sweep_jobs(config)
     swept = [o for o in dict.fromkeys(o for job in jobs for o in job) if sum(o in job for job in jobs) < len(jobs)]
+    composed = []
     for overrides in jobs:
-        named = " ".join(o for o in overrides if o in swept) or " ".join(overrides)
         try:
-            job = compose(config.hydra.job.config_name, overrides=overrides)
+            composed.append((overrides, compose(config.hydra.job.config_name, overrides=overrides)))
         except HydraException as exc:  # a callback's exception would be a warning: Hydra's words, as ours
-            raise PipelineError(f"sweep job {redact.text(named)}: {describe(exc)} No job was started.") from None
-        try:
-            validate(job)
-            preflight(job)
-        except PipelineError as exc:
-            raise PipelineError(f"sweep job {redact.text(named)}: {exc} No job was started.") from None
+            raise PipelineError(f"sweep job {_named(overrides, swept)}: {describe(exc)} No job was started.") from None
+    for check in (validate, preflight):  # every job's values first: preflight reads files and stores
+        for overrides, job in composed:
+            try:
+                check(job)
+            except PipelineError as exc:
+                raise PipelineError(f"sweep job {_named(overrides, swept)}: {exc} No job was started.") from None
+
+
+def _named(overrides: list[str], swept: list[str]) -> str:
+    """A sweep job by the values that set it apart."""
+    return " ".join(o for o in overrides if o in swept) or " ".join(overrides)
 
 
 class SweepParentRun(Callback):

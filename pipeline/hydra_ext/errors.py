@@ -14,23 +14,23 @@ import re
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ValidationError
 
-from pipeline import redact
 from pipeline.config.declare import type_refusal
 from pipeline.config.keys import unknown_key_message
 from pipeline.errors import exit_with_message
 
 
 def describe(exc: HydraException) -> str:
-    """One paragraph for a Hydra error: what is wrong and what to type instead."""
+    """One paragraph for a Hydra error: what is wrong and what to type instead (masked where it is
+    raised or printed: PipelineError, exit_with_message)."""
     text = str(exc).strip()
     cause = exc.__cause__
     if isinstance(cause, ValidationError) and cause.full_key:  # a value of the wrong type
         return str(type_refusal(cause.full_key, cause.value, getattr(cause, "object_type", None), str(cause)))
     override = re.match(r"Could not override '([^']+)'\.\s*To append to your config use \+[^=]+=(.*)", text, re.S)
     if override and str(getattr(cause, "full_key", "")).startswith(override.group(1) + "."):
-        key, value = override.group(1), override.group(2).splitlines()[0]
+        key, value, entry = override.group(1), override.group(2).splitlines()[0], getattr(cause, "full_key", "")
         return (f"{key}={value}: {key} is a mapping of names you choose, and a new name needs a '+': add "
-                f"entries one by one, e.g. +{cause.full_key}=..., or replace the whole mapping with ++{key}={value}.")
+                f"entries one by one, e.g. +{entry}=..., or replace the whole mapping with ++{key}={value}.")
     if override:
         return unknown_key_message(override.group(1), override.group(2).splitlines()[0],
                                    getattr(cause, "object_type", None))
@@ -39,10 +39,10 @@ def describe(exc: HydraException) -> str:
         key = append.group(1)
         return f"+{key}: {key} is already a config key; set it without the '+', e.g. {key}=VALUE."
     if isinstance(exc, OverrideParseException):
-        return redact.text("an override could not be parsed: " + " ".join(text.split("\n")))
+        return "an override could not be parsed: " + " ".join(text.split("\n"))
     if isinstance(exc, MissingConfigException):
         return text.split("\nConfig search path:")[0].replace("\n\n", " ").replace("\n\t", " ").strip()
-    return redact.text(" ".join(text.split("\n")))
+    return " ".join(text.split("\n"))
 
 
 def install() -> None:

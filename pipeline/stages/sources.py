@@ -29,6 +29,10 @@ FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def _no_file(cfg: DictConfig) -> PipelineError:
+    """A path that is not a file: say what is there instead (nothing, or a folder)."""
+    if Path(cfg.path).is_dir():
+        return PipelineError(f"data.path={cfg.path!r} is a directory, not a data file: name one file in it "
+                             f"({', '.join(FORMATS)}), or use data=multi for several.")
     return PipelineError(f"data.path={cfg.path!r}: no such file.")
 
 
@@ -54,11 +58,12 @@ def _json_line(where: str, line: str) -> dict:
 
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a UTF-8 text file; a byte that is not UTF-8 names its line."""
+    """(line number, line) of a UTF-8 text file; a byte that is not UTF-8 names its line. A
+    byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             try:
-                yield number, raw.decode("utf-8")
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise ValueError(f"line {number} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
                                  f"column {exc.start + 1}); save the file as UTF-8") from None

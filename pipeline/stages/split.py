@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from pipeline.cache import stage_key
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, refused
 from pipeline.stages import sources
 from pipeline.stages.sources import load_pairs
 from pipeline.stages.stage import Context, Stage, resolved
@@ -158,3 +158,21 @@ def load(entry_dir: Path):
         if name not in dsd:
             dsd[name] = _pairs_dataset([])
     return dsd
+
+
+# A share of identical (anchor, positive) training pairs from which the data teaches nothing.
+_IDENTICAL_SHARE = 0.5
+
+
+def check_training_rows(cfg: DictConfig, train) -> None:
+    """What the training split must hold for the run to learn: a batch of pairs at least, and pairs
+    whose two sides differ (a query that is its own answer scores 1.0 on every metric)."""
+    if cfg.train.batch_size > len(train):
+        raise refused("train.batch_size", cfg.train.batch_size, f"at most the {len(train)} pairs of the training "
+                      "split: a batch cannot hold more pairs than the data has",
+                      f"Lower train.batch_size, e.g. train.batch_size={min(32, len(train))}, or use more data.")
+    same = sum(a.strip() == p.strip() for a, p in zip(train["anchor"], train["positive"]))
+    if same >= _IDENTICAL_SHARE * len(train):
+        raise PipelineError(f"data: {same} of the {len(train)} training pairs have an anchor equal to its positive "
+                            "(every metric would be 1.0 and the run learn nothing): check data.anchor_column and "
+                            "data.positive_column, or the data itself.")

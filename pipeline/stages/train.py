@@ -22,7 +22,7 @@ from pipeline.stages import budget, cost, evaluate
 from pipeline.stages.calibration import merged
 from pipeline.stages.mine import TrainingSet
 from pipeline.stages.stage import Context
-from pipeline.stages.train_report import eval_cost_warnings, step_texts, train_metrics
+from pipeline.stages.train_report import step_texts, train_metrics, training_warnings
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def run(ctx: Context, model, trainings: dict[str, TrainingSet], splits: dict) ->
         result.add({"budget/spent": train_log["spent"][f"spent/{cfg.train.budget_unit}"]})
     texts = sum(parallel.all_gather(step_texts(train_log, cfg.train.batch_size, cfg.k)))  # every process's
     figures = train_metrics(train_log, texts)
-    result.add(figures, {warning(name): text for name, text in eval_cost_warnings(figures, train_log).items()})
+    result.add(figures, {warning(name): text for name, text in training_warnings(figures, train_log).items()})
 
 
 def per_step_mix(cfg: DictConfig, model, trainings: dict[str, TrainingSet]) -> dict[str, float]:

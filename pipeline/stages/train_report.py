@@ -10,6 +10,7 @@ curves reach MLflow during training; this stage never sees MLflow).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable
 
 from transformers import TrainerCallback
@@ -127,9 +128,35 @@ def train_metrics(train_log: dict, texts_per_step: float) -> dict[str, float]:
     }
 
 
-def eval_cost_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
-    """Warnings worth a tag: the train stage's own, and dev evaluation costing more than training."""
+# A last logged train loss this many times the first (or 1, whichever is more) is a run that diverged;
+# so is any loss above _EXPLODED: no contrastive or triplet loss of a model that learns gets near it.
+_DIVERGED_RATIO = 10.0
+_EXPLODED = 1e6
+
+
+def _divergence(history: list[dict]) -> str | None:
+    """Why training diverged (a loss not finite or exploded, or ending far above where it began), or
+    None: a learning rate or loss.scale too large trains to nothing while the run still ends FINISHED."""
+    losses = [float(entry["loss"]) for entry in history if "loss" in entry]
+    if not losses:
+        return None
+    first, last = losses[0], losses[-1]
+    sane = all(math.isfinite(loss) and loss <= _EXPLODED for loss in losses)
+    if sane and last <= _DIVERGED_RATIO * max(first, 1.0):
+        return None
+    return (f"the training loss diverged: {first:.4g} at the first log, {last:.4g} at the last; lower "
+            "train.learning_rate (or loss.scale), or raise train.warmup_ratio. The tuned model is not worth "
+            "comparing.")
+
+
+def training_warnings(metrics: dict, train_log: dict) -> dict[str, str]:
+    """Warnings worth a tag: the train stage's own, a loss that diverged, and dev evaluation costing
+    more than training."""
     warnings = dict(train_log["warnings"])
+    diverged = _divergence(train_log["log_history"])
+    if diverged:
+        warnings["loss_diverged"] = diverged
+        log.warning(diverged)
     if metrics["time/eval_fraction"] > 1:
         warnings["eval_dominates"] = (
             f"dev evaluation took {metrics['time/eval_in_train_s']:.1f} s, "

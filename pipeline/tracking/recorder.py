@@ -102,8 +102,8 @@ def recording(cfg: DictConfig, tags: dict[str, str],
     `log_file` as an artifact."""
     import mlflow
 
+    client = store.client(cfg.mlflow.tracking_uri)  # first: a fresh store is migrated under its lock
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
-    client = mlflow.MlflowClient()
     experiment = store.experiment_id(client, cfg.mlflow)
     active = mlflow.start_run(experiment_id=experiment, run_name=describe.run_name(cfg), tags=tags,
                               description=describe.description(cfg),

@@ -12,9 +12,24 @@ from pipeline.errors import PipelineError
 
 
 def client(tracking_uri: str):
+    """The store's client. Opening a fresh sqlite file creates and migrates its tables, so it is
+    opened under the store's lock: two processes migrating one file at once leave one dead in
+    alembic. MLflow keeps the opened store per URI, so the process's later clients reuse it."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri)
+    try:
+        with _store_lock(tracking_uri):
+            return MlflowClient(tracking_uri)
+    except Exception as exc:  # a damaged or foreign database
+        raise _unopenable(tracking_uri, exc) from None
+
+
+def _unopenable(tracking_uri: str, exc: Exception) -> PipelineError:
+    """A store that cannot be opened, reported and left as it is (never recreated or overwritten)."""
+    first_line = (redact.text(str(exc)).splitlines() or [""])[0][:300]
+    return PipelineError(f"the MLflow store {redact.uri(tracking_uri)} could not be opened "
+                         f"({type(exc).__name__}: {first_line}). It was left as it is; repair or move "
+                         "it, or point MLFLOW_TRACKING_URI at another store.")
 
 
 def flat_config(node, prefix: str = "") -> dict:
@@ -49,13 +64,9 @@ def find_experiment(mlflow_client, tracking_uri: str, name: str):
     """The experiment called `name`, or None; a store that cannot be opened is reported, and left
     as it is (never recreated or overwritten)."""
     try:
-        with _store_lock(tracking_uri):
-            return mlflow_client.get_experiment_by_name(name)
+        return mlflow_client.get_experiment_by_name(name)
     except Exception as exc:  # a damaged or foreign database, a server error
-        first_line = (redact.text(str(exc)).splitlines() or [""])[0][:300]
-        raise PipelineError(f"the MLflow store {redact.uri(tracking_uri)} could not be opened "
-                            f"({type(exc).__name__}: {first_line}). It was left as it is; repair or move "
-                            "it, or point MLFLOW_TRACKING_URI at another store.") from None
+        raise _unopenable(tracking_uri, exc) from None
 
 
 def experiment_id(mlflow_client, cfg: DictConfig) -> str:
