@@ -77,7 +77,8 @@ def check_group(path: str, node: DictConfig, schema: type,
 
 _REASONS = (("could not be converted to Integer", "not an integer"),
             ("could not be converted to Float", "not a number"),
-            ("is not a valid bool", "not a valid bool"), ("is not Optional", "it cannot be null"))
+            ("is not a valid bool", "not a valid bool"), ("is not Optional", "it cannot be null"),
+            ("is not a ListConfig", "not a list"))
 
 
 def type_refusal(key: str, value: Any, schema: type | None, reason: str) -> PipelineError:

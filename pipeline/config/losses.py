@@ -8,8 +8,9 @@ model loads; pipeline.losses builds the loss module from the same class.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar, List, Optional
 
 from pipeline.config.declare import above, key, whole
 
@@ -63,9 +64,44 @@ class StepEmbeddingKeys:
 SCALE = "above 0 (it is 1 / temperature)"
 GATHER = "true or false"
 
+# MultipleNegativesRankingLoss's score terms (sentence-transformers 6); query_to_doc holds the positive.
+DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+# The terms whose candidates never include the positive: one softmax each (per_direction) is ill-defined.
+SAME_TYPE_DIRECTIONS = ("query_to_query", "doc_to_doc")
+HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
+
+
+def _directions_ok(value) -> bool:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return False
+    return "query_to_doc" in value and len(set(value)) == len(value) and all(v in DIRECTIONS for v in value)
+
 
 @dataclass
-class Mnrl(StepEmbeddingKeys, LossKeys):
+class MnrlTerms:
+    """MultipleNegativesRankingLoss's score terms and hardness weighting (sentence-transformers 6's
+    arguments of the same names; defaults are the library's, the plain InfoNCE): docs/losses.md."""
+
+    # Which similarity terms the softmax holds: query_to_doc (each query against every positive and
+    # negative of the batch: always), query_to_query (against the other queries), doc_to_query (each
+    # positive against every query: the symmetric term), doc_to_doc (each positive against the other
+    # rows' positives and negatives).
+    directions: List[str] = key(["query_to_doc"], f"a list of distinct terms from {', '.join(DIRECTIONS)} that "
+                                "holds query_to_doc (the term with the positive), e.g. [query_to_doc,doc_to_query]",
+                                _directions_ok)
+    # joint: one softmax over every selected term; per_direction: one per term, averaged (the rule
+    # per_direction_terms_hold_the_positive keeps out query_to_query and doc_to_doc).
+    partition_mode: str = key("joint", choices=("joint", "per_direction"))
+    # Adds hardness_strength * cos (no gradient) to the logits of: in-batch negatives (other rows'
+    # candidates), hard_negatives (the row's own k negatives), all_negatives (both); null = none.
+    hardness_mode: Optional[str] = key(None, f"null or one of {', '.join(HARDNESS_MODES)}",
+                                       lambda v: v is None or v in HARDNESS_MODES)
+    hardness_strength: float = key(0.0, "0 or more (the alpha added as alpha * cos to each weighted negative's "
+                                   "logit; 0 = no weighting)", lambda v: v is not None and v >= 0)
+
+
+@dataclass
+class Mnrl(MnrlTerms, StepEmbeddingKeys, LossKeys):
     """MultipleNegativesRankingLoss: in-batch negatives plus the k hard negatives."""
 
     name: str = "mnrl"
@@ -77,10 +113,13 @@ class Mnrl(StepEmbeddingKeys, LossKeys):
 
 
 @dataclass
-class HnOnly(Mnrl):
+class HnOnly(StepEmbeddingKeys, LossKeys):
     """InfoNCE over each query's own positive and its k hard negatives only (losses/hn_only.py)."""
 
     name: str = "hn_only"
+    scale: float = key(20.0, SCALE, above(0))
+    gather_across_devices: bool = False
+    modes: ClassVar[tuple[str, ...]] = NEGATIVES_MODES
     min_k: ClassVar[int] = 1
     k_reason: ClassVar[str] = ("it contrasts each query's positive with its own hard negatives only, so it "
                                "needs at least one")
@@ -88,7 +127,7 @@ class HnOnly(Mnrl):
 
 
 @dataclass
-class CachedMnrl(LossKeys):
+class CachedMnrl(MnrlTerms, LossKeys):
     """CachedMultipleNegativesRankingLoss (GradCache): MNRL's scores and gradients with activation
     memory bounded by mini_batch_size rows at a time."""
 

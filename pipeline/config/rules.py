@@ -18,7 +18,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from pipeline.config.declare import check_group, fields
 from pipeline.config.keys import closest_key, unknown_key_message
-from pipeline.config.losses import LOSSES, MAX_K, NEGATIVES_MODES, StepEmbeddingKeys
+from pipeline.config.losses import LOSSES, MAX_K, NEGATIVES_MODES, SAME_TYPE_DIRECTIONS, StepEmbeddingKeys
 from pipeline.config.schema import DATA, GROUPS, Config
 from pipeline.errors import PipelineError, refused
 
@@ -191,6 +191,22 @@ def mini_batch_fits_the_batch(cfg: DictConfig) -> None:
         raise refused("loss.mini_batch_size", loss.mini_batch_size,
                       f"1 to train.batch_size={batch}: it is how many rows of the batch are embedded at once, "
                       "so it bounds memory and cannot exceed the batch")
+
+
+@rule
+def per_direction_terms_hold_the_positive(cfg: DictConfig) -> None:
+    """One softmax per term needs the positive in every term's candidates (the library raises
+    otherwise, after the model loads): query_to_query and doc_to_doc never hold it."""
+    loss = cfg.loss
+    if loss.get("partition_mode") != "per_direction":
+        return
+    same_type = [term for term in loss.directions if term in SAME_TYPE_DIRECTIONS]
+    if same_type:
+        raise refused("loss.partition_mode", "per_direction",
+                      f"joint while loss.directions holds {', '.join(same_type)}: per_direction takes one softmax "
+                      "per term, each needing the positive among its candidates, and query_to_query and doc_to_doc "
+                      "compare queries with queries and documents with documents only",
+                      "Set loss.partition_mode=joint, or keep loss.directions to query_to_doc and doc_to_query.")
 
 
 @rule

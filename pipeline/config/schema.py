@@ -189,8 +189,10 @@ class Train:
     max_steps: int = key(-1, "-1 (train for train.epochs) or at least 1 step", lambda v: v == -1 or v >= 1)
     learning_rate: float = key(2.0e-5, "above 0", above(0))
     warmup_ratio: float = key(0.1, "a fraction of the training steps, from 0 to below 1", lambda v: 0 <= v < 1)
-    # no_duplicates keeps a text from appearing twice in a batch (a false in-batch negative).
-    batch_sampler: str = key("no_duplicates", choices=("no_duplicates", "batch_sampler"))
+    # no_duplicates keeps a text from appearing twice in a batch (a false in-batch negative);
+    # no_duplicates_hashed is the same promise, deciding on xxhash values of each row's texts,
+    # computed once before the first batch instead of comparing the texts for every batch.
+    batch_sampler: str = key("no_duplicates", choices=("no_duplicates", "no_duplicates_hashed", "batch_sampler"))
     # Several sources (data=multi, translations): every batch is drawn from one source, in
     # proportion to their sizes or in turn (sentence-transformers' MultiDatasetBatchSampler).
     multi_dataset_sampler: str = key("proportional", choices=("proportional", "round_robin"))

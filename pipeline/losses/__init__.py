@@ -14,6 +14,7 @@ StepEmbeddingLoss (embedding_modes.py), which decides how a step's texts are emb
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,16 +32,29 @@ class LossSpec:
     build: Callable[[DictConfig, Any], Any]  # (loss config, model) -> the loss module
     score_cols: Callable[[int, int], int]  # (batch, k) -> columns of the B-row score matrix per step
 
-    def score_shape(self, batch_size: int, k: int, gathered_from: int = 1) -> tuple[int, int]:
+    def score_shape(self, batch_size: int, k: int, gathered_from: int = 1,
+                    directions: Sequence[str] = ()) -> tuple[int, int]:
         """(rows, cols) of the score matrix this loss computes per step and process; with in-batch
-        negatives gathered across `gathered_from` processes, their candidates count too."""
-        return batch_size, self.score_cols(batch_size * (gathered_from if self.keys.in_batch else 1), k)
+        negatives gathered across `gathered_from` processes, their candidates count too. MNRL's
+        `directions` beyond query_to_doc add their blocks: B queries (query_to_query), B queries
+        (doc_to_query), B(1+k) documents (doc_to_doc)."""
+        seen = batch_size * (gathered_from if self.keys.in_batch else 1)
+        extra = {"query_to_query": seen, "doc_to_query": seen, "doc_to_doc": seen * (1 + k)}
+        return batch_size, self.score_cols(seen, k) + sum(extra.get(term, 0) for term in directions)
+
+
+def _terms(cfg: DictConfig) -> dict[str, Any]:
+    """MultipleNegativesRankingLoss's score terms and hardness weighting (config.losses.MnrlTerms),
+    as its arguments."""
+    return {"directions": tuple(cfg.directions), "partition_mode": cfg.partition_mode,
+            "hardness_mode": cfg.hardness_mode, "hardness_strength": float(cfg.hardness_strength)}
 
 
 def _mnrl(cfg: DictConfig, model):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    return MultipleNegativesRankingLoss(model, scale=cfg.scale, gather_across_devices=cfg.gather_across_devices)
+    return MultipleNegativesRankingLoss(model, scale=cfg.scale, gather_across_devices=cfg.gather_across_devices,
+                                        **_terms(cfg))
 
 
 def _hn_only(cfg: DictConfig, model):
@@ -53,7 +67,7 @@ def _cached_mnrl(cfg: DictConfig, model):
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     return CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size,
-                                              gather_across_devices=cfg.gather_across_devices)
+                                              gather_across_devices=cfg.gather_across_devices, **_terms(cfg))
 
 
 def _gist_guide(cfg: DictConfig, model):

@@ -108,7 +108,8 @@ def per_step(cfg: DictConfig, model, train_ds, bank=None) -> dict[str, float]:
     predicted counterparts of the measured step/*); in bank mode the bank's corpus and the
     padded tokens of one refresh."""
     batch, k, world = cfg.train.batch_size, cfg.k, parallel.world_size()
-    rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k, world if cfg.loss.get("gather_across_devices") else 1)
+    rows, cols = LOSSES[cfg.loss.name].score_shape(batch, k, world if cfg.loss.get("gather_across_devices") else 1,
+                                                   cfg.loss.get("directions", ()))
     mode = negatives_mode(cfg)
     embedders = {"plain": (StepEmbedder(), "live")}
     if mode is not None:

@@ -74,19 +74,24 @@ def quiet_trainer(model, train_dataset, **kwargs):
     return trainer
 
 
-def _no_duplicates_by_texts(twins: dict):
+# train.batch_sampler values that keep repeated texts out of a batch: whether each hashes first.
+_NO_DUPLICATES = {"no_duplicates": False, "no_duplicates_hashed": True}
+
+
+def _no_duplicates_by_texts(twins: dict, hashed: bool = False):
     """The no_duplicates sampler for bank training sets, deciding on each one's twin with the
     negatives as texts (`twins`: source name or None -> that Dataset): it cannot see texts behind
     corpus ids, and a batch must not hold a row whose negative is another row's positive, as in
     live mode. With several sources the trainer names each row's source (dataset_name);
-    other datasets (the dev split) are sampled as they are."""
+    other datasets (the dev split) are sampled as they are. `hashed`: no_duplicates_hashed (the
+    texts' xxhash values, computed once)."""
     from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
     def sampler(dataset, **kwargs):
         if "label" not in dataset.column_names:
-            return NoDuplicatesBatchSampler(dataset, **kwargs)
+            return NoDuplicatesBatchSampler(dataset, precompute_hashes=hashed, **kwargs)
         source = dataset[0].get("dataset_name")  # set by the trainer's transform, not a column
-        return NoDuplicatesBatchSampler(twins[source], **kwargs)
+        return NoDuplicatesBatchSampler(twins[source], precompute_hashes=hashed, **kwargs)
 
     return sampler
 
@@ -129,8 +134,8 @@ def trainer_for(cfg: DictConfig, hardware, model, train_ds, bank, out_dir: Path,
             rows[name] = source_bank.train_ds
         if memory is not None or not losses:
             losses[name] = build_loss(cfg, model, memory)
-    if twins and cfg.train.batch_sampler == "no_duplicates":
-        args.batch_sampler = _no_duplicates_by_texts(twins)
+    if twins and cfg.train.batch_sampler in _NO_DUPLICATES:
+        args.batch_sampler = _no_duplicates_by_texts(twins, _NO_DUPLICATES[cfg.train.batch_sampler])
     if several:
         args.multi_dataset_batch_sampler = cfg.train.multi_dataset_sampler
     # One loss for every source, unless each has a bank of its own.
