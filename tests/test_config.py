@@ -4,10 +4,14 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 from helpers import CONF, ROOT, assert_refused, compose
+from pipeline.config.inert import ADDED, inert
 from pipeline.config.rules import validate
 from pipeline.errors import PipelineError
+from pipeline.tracking.store import flatten
+from pipeline.tracking.sweeps import config_hash
 
 
 def _group_options() -> dict[str, list[str]]:
@@ -121,3 +125,30 @@ def test_unknown_group_option_gets_hydras_message(cli):
     result = cli("loss=nope")
     assert result.returncode != 0
     assert "Could not find 'loss/nope'" in result.stderr
+
+
+def test_mnrl_options_at_their_defaults_leave_the_config_hash_and_the_report_row_as_before():
+    """loss.directions, partition_mode, hardness_mode and hardness_strength came with sentence-transformers
+    6: at their defaults a config hashes (resume) and pools (report) as one recorded without them, and
+    hardness keys that act on nothing (no mode, strength 0, hard_negatives at k=0) change nothing."""
+    def job(k: int = 2):
+        composed = compose(["model=static", f"k={k}"])
+        return OmegaConf.masked_copy(composed, [key for key in composed if key != "hydra"])
+
+    cfg = job()
+    before = OmegaConf.create(OmegaConf.to_container(cfg))
+    for name in ADDED:
+        assert OmegaConf.select(cfg, name) is not None or name == "loss.hardness_mode"
+        del before.loss[name.split(".")[1]]
+    assert config_hash(cfg) == config_hash(before)
+    # The same config's MLflow params (as strings): the report pools them with a row recorded without them.
+    assert set(ADDED) <= inert(flatten(OmegaConf.create({"k": cfg.k, "loss": cfg.loss})))
+
+    def with_loss(k: int = 2, **loss) -> str:
+        return config_hash(OmegaConf.merge(job(k), {"loss": loss}))
+
+    assert with_loss(hardness_strength=5.0) == with_loss(hardness_mode="in_batch_negatives") == config_hash(cfg)
+    assert with_loss(0, hardness_mode="hard_negatives", hardness_strength=5.0) == with_loss(0)
+    weighted = with_loss(hardness_mode="hard_negatives", hardness_strength=5.0)
+    assert len({weighted, with_loss(hardness_mode="all_negatives", hardness_strength=5.0), config_hash(cfg),
+                with_loss(directions=["query_to_doc", "doc_to_query"]), with_loss(partition_mode="per_direction")}) == 5

@@ -53,3 +53,15 @@ def test_triplet_over_k_negatives_is_the_mean_of_single_triplets():
     assert torch.allclose(multi.compute_loss_from_embeddings([anchor, positive, *negatives]),
                           torch.stack(per_negative).mean())
     assert torch.allclose(multi.compute_loss_from_embeddings([anchor, positive, negatives[0]]), per_negative[0])
+
+
+def test_score_shape_counts_each_mnrl_direction_block():
+    """The cost model's score matrix: query_to_doc's B(1+k) columns, plus B for query_to_query and for
+    doc_to_query, B(1+k) for doc_to_doc (sentence-transformers' joint softmax concatenates them)."""
+    from pipeline.losses import LOSSES
+
+    mnrl = LOSSES["mnrl"]
+    assert mnrl.score_shape(4, 2) == mnrl.score_shape(4, 2, 1, ["query_to_doc"]) == (4, 12)
+    assert mnrl.score_shape(4, 2, 1, ["query_to_doc", "doc_to_query"]) == (4, 16)
+    assert mnrl.score_shape(4, 2, 2, ["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]) == \
+        (4, 24 + 8 + 8 + 24)

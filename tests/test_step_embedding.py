@@ -20,6 +20,9 @@ from sentence_transformers.sentence_transformer import (
 )
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
+from helpers import compose
+from pipeline.config.rules import validate
+from pipeline.losses import build_loss
 from pipeline.losses.embedding_modes import StepEmbeddingLoss
 from pipeline.losses.hn_only import HardNegativesOnlyLoss
 from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
@@ -276,3 +279,69 @@ def test_refusals_say_why(models):
     left_padded = {key: value.flip(1) if key != "modality" else value for key, value in left_padded.items()}
     with pytest.raises(ValueError, match="left-padding"):
         StepEmbedder(dedupe=True).embed(model, [left_padded])
+
+
+# sentence-transformers 6's MNRL options (loss.directions, partition_mode, hardness_mode, hardness_strength):
+# the symmetric loss, GTE's four terms, each hardness weighting.
+TERMS = {
+    "symmetric": {"directions": ("query_to_doc", "doc_to_query"), "partition_mode": "per_direction"},
+    "gte": {"directions": ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"), "partition_mode": "joint"},
+    "in_batch_hardness": {"hardness_mode": "in_batch_negatives", "hardness_strength": 9.0},
+    "hard_negatives_hardness": {"hardness_mode": "hard_negatives", "hardness_strength": 5.0},
+    "symmetric_all_negatives_hardness": {"directions": ("query_to_doc", "doc_to_query"),
+                                         "hardness_mode": "all_negatives", "hardness_strength": 5.0},
+}
+
+
+@pytest.fixture(scope="module")
+def static_model():
+    return _load("static").double().eval()
+
+
+def _built(terms: dict, negatives: str, model, bank=None):
+    """build_loss's loss for a config of these terms (loss.dedupe and length_aware on: every embedding path)."""
+    overrides = [f"loss.{name}=[{','.join(value)}]" if isinstance(value, tuple) else
+                 f"loss.{name}={value}" for name, value in terms.items()]
+    cfg = compose(["model=static", f"k={K}", f"loss.negatives={negatives}", "loss.dedupe=true",
+                   "loss.length_aware=true", *overrides])
+    validate(cfg)
+    loss = build_loss(cfg, model, bank)
+    assert isinstance(loss, StepEmbeddingLoss)
+    config = loss.get_config_dict()
+    assert {name: config[name] for name in terms} == terms  # the library's loss holds what the config said
+    return loss
+
+
+@pytest.mark.parametrize("name", list(TERMS))
+def test_mnrl_terms_through_the_wrapper_are_the_library_loss_in_every_mode(static_model, name):
+    """The wrapper hands its embeddings to the library's own compute_loss_from_embeddings, so every
+    term and weighting is the library's: live equals the library's loss and gradients; frozen and a
+    fresh bank equal it on the same embeddings with the negatives detached."""
+    model, terms = static_model, TERMS[name]
+    library = MultipleNegativesRankingLoss(model, **terms)
+    features = _features(model)
+    expected = _loss_and_grads(model, library, features)
+    _assert_same(_loss_and_grads(model, _built(terms, "live", model), features), expected)
+    # The option acts: the plain MNRL's value differs.
+    assert not torch.allclose(expected[0], _loss_and_grads(model, MultipleNegativesRankingLoss(model), features)[0])
+
+    def detached_negatives(columns, labels):
+        anchors, positives, *negatives = embed_columns(model, columns)
+        return library.compute_loss_from_embeddings([anchors, positives, *(n.detach() for n in negatives)], labels)
+
+    frozen_expected = _loss_and_grads(model, detached_negatives, features)
+    assert torch.allclose(frozen_expected[0], expected[0], rtol=1e-10, atol=0)
+    _assert_same(_loss_and_grads(model, _built(terms, "frozen", model), features), frozen_expected)
+    bank = CorpusMemoryBank(CORPUS, torch.zeros(len(CORPUS), model.get_embedding_dimension(), dtype=torch.float64))
+    bank.refresh(model)
+    _assert_same(_loss_and_grads(model, _built(terms, "bank", model, bank), features[:2], NEGATIVE_IDS),
+                 frozen_expected)
+
+
+def test_cached_mnrl_is_built_with_the_terms(models):
+    cfg = compose(["loss=cached_mnrl", "model=minilm", "loss.directions=[query_to_doc,doc_to_query]",
+                   "loss.partition_mode=per_direction", "loss.hardness_mode=in_batch_negatives",
+                   "loss.hardness_strength=9"])
+    loss = build_loss(cfg, models["package"])  # GradCache refuses a static model
+    assert (loss.directions, loss.partition_mode, loss.hardness_mode, loss.hardness_strength) == \
+        (("query_to_doc", "doc_to_query"), "per_direction", "in_batch_negatives", 9.0)

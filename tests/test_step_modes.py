@@ -7,6 +7,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from helpers import FAST, assert_refused, compose
@@ -164,7 +165,8 @@ def test_corpus_ids_name_the_same_negatives():
     assert [[corpus[i] for i in ids] for ids in with_ids["label"]] == [["q", "r"], ["r", "p"]]
 
 
-def test_bank_batches_keep_no_duplicates_promise(tmp_path):
+@pytest.mark.parametrize("sampler", ["no_duplicates", "no_duplicates_hashed"])
+def test_bank_batches_keep_no_duplicates_promise(tmp_path, sampler):
     """The sampler cannot see texts behind corpus ids; the bank's own sampler decides on the texts,
     so no batch holds a row whose negative is another row's positive (a false negative)."""
     anchors = [f"query {i}" for i in range(24)]
@@ -172,7 +174,8 @@ def test_bank_batches_keep_no_duplicates_promise(tmp_path):
     texts = datasets.Dataset.from_dict({"anchor": anchors, "positive": positives,
                                         "negative_1": [positives[(i + 1) % 24] for i in range(24)]})
     bank = Bank(positives, [[0.0]] * 24, mine.with_corpus_ids(texts, positives))
-    cfg = compose(["model=static", "k=1", "loss.negatives=bank", "train.batch_size=4", "train.max_steps=1"])
+    cfg = compose(["model=static", "k=1", "loss.negatives=bank", "train.batch_size=4", "train.max_steps=1",
+                   f"train.batch_sampler={sampler}"])
     hardware = validate(cfg)
     model = load_model(cfg.model)
 
@@ -198,3 +201,34 @@ def test_plan_mode_prices_the_bank_and_what_each_step_embeds(shared_cache, tmp_p
     line = driver.run(cfg, validate(cfg), RunResult(tmp_path), plan=True)
     assert "this run (negatives=bank, length_aware, dedupe): " in line and " texts with gradients + 0 without" in line
     assert "plus 2 bank refreshes of " in line and "(timed on a sample)" in line
+
+
+def test_the_hashed_no_duplicates_sampler_trains_and_keeps_repeated_texts_out_of_a_batch(tmp_path):
+    """train.batch_sampler=no_duplicates_hashed: sentence-transformers' NoDuplicatesBatchSampler on
+    xxhash values of the rows' texts; no batch holds a text twice (in any column), where the plain
+    batch sampler's do, and a couple of steps train."""
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    positives = [f"passage number {i % 8}" for i in range(24)]  # each text three times
+    texts = datasets.Dataset.from_dict({"anchor": [f"query {i}" for i in range(24)], "positive": positives,
+                                        "negative_1": [positives[(i + 1) % 24] for i in range(24)]})
+
+    def trainer(sampler: str):
+        cfg = compose(["model=static", "k=1", "train.batch_size=4", "train.max_steps=2", "train.logging_steps=1",
+                       f"train.batch_sampler={sampler}"])
+        built, _ = trainer_for(cfg, validate(cfg), load_model(cfg.model), texts, None, tmp_path / sampler)
+        return built, cfg
+
+    def repeats(batches) -> int:
+        rows = [[text for row in batch for text in texts[row].values()] for batch in batches]
+        return sum(len(row) - len(set(row)) for row in rows)
+
+    hashed, cfg = trainer("no_duplicates_hashed")
+    batches = hashed.get_batch_sampler(texts, 4, False, [], None, cfg.seed)
+    assert isinstance(batches, NoDuplicatesBatchSampler) and batches.precompute_hashes
+    assert len(list(batches)) >= 4 and repeats(batches) == 0
+    plain, _ = trainer("batch_sampler")
+    assert repeats(plain.get_batch_sampler(texts, 4, False, [], None, cfg.seed)) > 0
+    weights = hashed.model[0].embedding.weight.detach().clone()
+    hashed.train()
+    assert hashed.state.global_step == 2 and not torch.equal(hashed.model[0].embedding.weight, weights)
