@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from typing import Iterator
 
 from pipeline import redact
@@ -21,11 +22,17 @@ class PipelineError(Exception):
         super().__init__(redact.text(message))
 
 
+# Bounded: where process 0 does not fail, the others exit after this anyway.
+_LET_PROCESS_0_PRINT_S = 5.0
+
+
 def exit_with_message(message: str) -> None:
     """Print `error: message` to stderr and exit with EXIT_BAD_INPUT (in a multi-process launch
     every process exits, and only process 0 prints: one message, not one per process)."""
     if os.environ.get("RANK", "0") == "0":
         print(f"error: {redact.text(message)}", file=sys.stderr, flush=True)
+    else:  # every process meets the same error: one exiting before process 0 has printed would
+        time.sleep(_LET_PROCESS_0_PRINT_S)  # let the launcher stop process 0 first, message unprinted
     sys.exit(EXIT_BAD_INPUT)
 
 
