@@ -59,10 +59,10 @@ def base(ctx: Context, parts: dict[str, Context], splits: dict) -> object:
     tokenizer = None
     ctx.model_id = model_fingerprint(cfg) if cfg.tokenizer != "train" else ""
     if cfg.kind == "static" and cfg.tokenizer == "train":
-        texts = [text for name in parts for column in ("anchor", "positive") for text in splits[name]["train"][column]]
         key = stage_key(TOKENIZER.name, TOKENIZER.version, TOKENIZER.config(ctx.cfg),
                         sorted(part.key(split.STAGE) for part in parts.values()))
-        entry, _ = ctx.cached(TOKENIZER, lambda out: train_tokenizer(texts, cfg.vocab_size, out), key=key)
+        entry, _ = ctx.cached(TOKENIZER, lambda out: train_tokenizer(_training_texts(parts, splits), cfg.vocab_size,
+                                                                     out), key=key)
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(entry.path / "tokenizer.json"))
@@ -70,6 +70,12 @@ def base(ctx: Context, parts: dict[str, Context], splits: dict) -> object:
     for part in parts.values():
         part.model_id = ctx.model_id
     return load_model(cfg, device=ctx.hardware.model_device, tokenizer=tokenizer)
+
+
+def _training_texts(parts: dict[str, Context], splits: dict) -> list[str]:
+    """Both columns of every source's training split: what a trained tokenizer learns from (read
+    only on a cache miss)."""
+    return [text for name in parts for column in ("anchor", "positive") for text in splits[name]["train"][column]]
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) -> None:
