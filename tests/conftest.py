@@ -8,6 +8,7 @@ the rest, in-process, in about 4 minutes; `make test` runs everything."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,21 @@ def shared_cache(tmp_path_factory) -> Path:
     return cache
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow store, created and migrated once per worker (2 s each time otherwise)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def cli(tmp_path, shared_cache) -> Cli:
+def cli(request, tmp_path, shared_cache, empty_store) -> Cli:
+    """A CLI in its own folder, on a copy of the empty store (on no store: `fresh_store`)."""
+    if request.node.get_closest_marker("fresh_store") is None:
+        shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     return Cli(tmp_path, shared_cache)
 
 
@@ -52,7 +66,7 @@ def piped_run(tmp_path_factory, shared_cache):
     """(its Cli, the completed process, its MLflow run) of one small run with stderr piped, as in a
     log file or under SLURM: progress lines every 0.02 s (so 6 steps show some), the model logged
     as a single run does by default, system metrics on (sampled every second)."""
-    cli = Cli(tmp_path_factory.mktemp("piped-run"), shared_cache)
+    cli = Cli(tmp_path_factory.mktemp("piped-run"), shared_cache)  # the store is created by the run itself
     result = cli("k=2", "mlflow.log_model=null", "mlflow.log_system_metrics=true",
                  env={"HNPIPE_PROGRESS_EVERY": "0.02", "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import warm
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
@@ -42,8 +44,7 @@ class Cli:
                  env: dict | None = None) -> subprocess.CompletedProcess:
         args = [sys.executable, "-m", "pipeline", *(FAST if fast else []),
                 f"paths.cache_dir={self.cache}", *overrides]
-        return subprocess.run(args, cwd=ROOT, env=self.env(**(env or {})), capture_output=True,
-                              text=True, timeout=timeout)
+        return warm.run(args, cwd=ROOT, env=self.env(**(env or {})), timeout=timeout)
 
     def in_terminal(self, *overrides: str, timeout: int = 600) -> tuple[int, str]:
         """(exit code, everything shown) of `python -m pipeline` run on a pseudo-terminal of 120
@@ -51,8 +52,7 @@ class Cli:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         args = [sys.executable, "-m", "pipeline", *FAST, f"paths.cache_dir={self.cache}", *overrides]
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env(TERM="xterm"), stdin=slave, stdout=slave,
-                                stderr=slave)
+        proc = warm.start(args, cwd=ROOT, env=self.env(TERM="xterm"), stdin=slave, stdout=slave, stderr=slave)
         os.close(slave)
         shown, deadline = bytearray(), time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -73,7 +73,7 @@ class Cli:
     def multirun(self, *overrides: str) -> subprocess.CompletedProcess:
         """`python -m pipeline -m ...`: Hydra wants -m before every override."""
         args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={self.cache}", *overrides]
-        return subprocess.run(args, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=900)
+        return warm.run(args, cwd=ROOT, env=self.env(), timeout=900)
 
     def runs(self):
         """The job runs of the store, newest first (a sweep's parent run is left out)."""

@@ -5,7 +5,6 @@ each must exit 2 with that one paragraph (no traceback), leave no MLflow run RUN
 no stage-cache entry. Sweep cases (-m) run on the command line only."""
 
 import importlib.util
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import warm
 from helpers import FAST, ROOT, Cli, compose, write_jsonl
 from pipeline.app import check
 from pipeline.errors import PipelineError
@@ -325,7 +325,7 @@ def _run(case, base: Path, shared_cache: Path):
     given = overrides(tmp)
     args = [sys.executable, "-m", "pipeline", *[a for a in given if a == "-m"], *FAST,
             f"paths.cache_dir={tmp / 'own-cache'}", *[a for a in given if a != "-m"]]
-    return cli, subprocess.run(args, cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
+    return cli, warm.run(args, cwd=ROOT, env=cli.env(), timeout=300)
 
 
 ON_THE_CLI = [case for case in CASES if _case_id(case) in CLI_CASES]
@@ -388,9 +388,9 @@ def test_params_mask_a_password_in_the_query_string_of_any_uri():
 
 
 def test_cfg_job_prints_the_config_with_secrets_masked(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline", "--cfg", "job", f"+api_token={SECRET}",
+    result = warm.run([sys.executable, "-m", "pipeline", "--cfg", "job", f"+api_token={SECRET}",
                              f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db"],
-                            cwd=ROOT, env=Cli(tmp_path, tmp_path).env(), capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, env=Cli(tmp_path, tmp_path).env(), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "api_token: '***'" in result.stdout and "postgresql://me:***@localhost/db" in result.stdout
     assert SECRET not in result.stdout + result.stderr

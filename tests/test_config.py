@@ -1,11 +1,11 @@
 """Every config group option composes and validates; bad values fail with a clear message."""
 
-import subprocess
 import sys
 
 import pytest
 from omegaconf import OmegaConf
 
+import warm
 from helpers import CONF, ROOT, assert_refused, compose
 from pipeline.config.inert import ADDED, inert
 from pipeline.config.rules import validate
@@ -107,12 +107,13 @@ def test_a_job_returns_its_objectives_and_a_metric_it_did_not_log_names_the_key(
 
 @pytest.mark.slow
 def test_cli_prints_the_composed_config():
-    result = subprocess.run([sys.executable, "-m", "pipeline", "--cfg", "job", "+experiment=hn_k8"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = warm.run([sys.executable, "-m", "pipeline", "--cfg", "job", "+experiment=hn_k8"],
+                            cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "k: 8" in result.stdout and "preset: hn_k8" in result.stdout
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 def test_cli_bad_value_exits_nonzero_without_traceback(cli):
     result = cli("k=eight")
     assert result.returncode == 2

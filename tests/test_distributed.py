@@ -70,6 +70,7 @@ def test_two_cpu_processes_are_one_run_with_the_single_process_results(cli, tmp_
     ([ACCELERATE, "launch", "--cpu", "--num_processes", "2"], [], ["starts ONE process", "torchrun --standalone"]),
     ([ACCELERATE, "launch", "--cpu"], ["hardware=cuda"], ["hardware=cuda under `accelerate launch --cpu`"]),
 ], ids=["processes_disagree", "more_processes_than_cores", "accelerate_cpu_is_one_process", "cuda_under_cpu_launch"])
+@pytest.mark.fresh_store  # checks that no store is created
 def test_a_bad_launch_stops_with_one_message_before_anything_loads(cli, tmp_path, launcher, overrides, words):
     result = _launch(cli, launcher, *overrides, cache=tmp_path / "cache")
     assert result.returncode != 0
@@ -80,6 +81,7 @@ def test_a_bad_launch_stops_with_one_message_before_anything_loads(cli, tmp_path
     assert not (cli.root / "mlflow.db").exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 def test_a_sweep_under_torchrun_is_refused(cli, tmp_path):
     result = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "pipeline", "-m", *TINY,
                              f"paths.cache_dir={tmp_path}", "k=1,2"], cwd=ROOT, env=cli.env(),

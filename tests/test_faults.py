@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+import warm
 from helpers import FAST, ROOT, write_jsonl
 from pipeline.cache import StageCache
 
@@ -121,8 +122,8 @@ def test_sigkill_of_a_sweep_leaves_parent_and_child_that_the_report_ends_killed(
     proc.wait()
     assert {r.info.status for r in cli.all_runs()} == {"RUNNING"}
 
-    report = subprocess.run([sys.executable, "-m", "pipeline.report"], cwd=ROOT, env=cli.env(),
-                            capture_output=True, text=True, timeout=300)
+    report = warm.run([sys.executable, "-m", "pipeline.report"], cwd=ROOT, env=cli.env(),
+                            timeout=300)
     assert report.returncode == 2  # nothing FINISHED to report on, said in one message
     assert "no FINISHED runs" in report.stderr and "Traceback" not in report.stderr
     for run in cli.all_runs():
@@ -187,6 +188,7 @@ def test_two_processes_needing_one_entry_build_it_once(tmp_path):
     assert outcomes[0][1] == outcomes[1][1]
 
 
+@pytest.mark.fresh_store
 def test_two_runs_started_together_on_a_fresh_store_both_finish(cli, tmp_path):
     """The first to open the fresh sqlite store creates and migrates it; the other waits for it.
     The smallest run there is (a small file, one step, no dev evaluation): most of it is start-up."""

@@ -2,11 +2,14 @@
 
 import re
 
+import pytest
+
 
 def _plan_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith("plan ")]
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 def test_plan_prints_stages_cost_and_estimate_without_a_run(cli):
     result = cli("k=3", "plan=true")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -22,6 +25,7 @@ def test_plan_prints_stages_cost_and_estimate_without_a_run(cli):
     assert not list(cli.root.glob("outputs/runs/*/*/model"))
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 def test_plan_multirun_prints_one_line_per_job(cli):
     result = cli.multirun("k=0,4", "loss=hn_only,mnrl", "plan=true")
     assert result.returncode != 0  # hn_only with k=0 is refused ...

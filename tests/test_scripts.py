@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import warm
 from helpers import ROOT
 
 # Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
@@ -15,8 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def _script(name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, f"scripts/{name}", *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600, env=os.environ | (env or {}))
+    result = warm.run([sys.executable, f"scripts/{name}", *args], cwd=ROOT, timeout=600, env=os.environ | (env or {}))
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -97,6 +97,7 @@ def test_loss_options_that_embed_their_own_texts_have_no_step_keys():
 
 
 @pytest.mark.parametrize("case", ["triplet_bank", "small_chunk_budget"])
+@pytest.mark.fresh_store  # checks that no store is created
 def test_cli_refuses_before_anything_runs(cli, tmp_path, case):
     overrides = {"triplet_bank": ["loss=triplet", "k=2", "loss.negatives=bank"],
                  "small_chunk_budget": ["loss.length_aware=true", "loss.chunk_budget=10"]}[case]

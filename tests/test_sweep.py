@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+import warm
 from helpers import FAST, ROOT, write_jsonl
 from pipeline.hydra_ext.launch import cpu_count, job_threads, parallel_jobs
 from pipeline.report.stats import bootstrap_mean
@@ -104,16 +105,16 @@ def test_sweep_runs_each_job_once_as_a_child_of_one_parent_and_reports(cli, tmp_
     # A run logged before per-query scores were saved: its row reports n/a, the others as before.
     older = by_k["1"]
     Path(older.info.artifact_uri.removeprefix("file://"), "test", "per_query.json").unlink()
-    again = subprocess.run([sys.executable, "-m", "pipeline.report", sweep_id, "--out", str(tmp_path / "r")],
-                           cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
+    again = warm.run([sys.executable, "-m", "pipeline.report", sweep_id, "--out", str(tmp_path / "r")],
+                           cwd=ROOT, env=cli.env(), timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     rows = read_csv(tmp_path / "r" / "report.csv")
     assert (rows[1]["nDCG@10 CI low"], rows[1]["significant at 95 %"]) == ("", "n/a (no per-query scores)")
     assert rows[0]["nDCG@10 CI low"] != "" and rows[2]["significant at 95 %"] != "n/a (no per-query scores)"
     assert "| n/a |" in again.stdout and "Not considered: k=1 mnrl, n/a (no per-query scores)." in again.stdout
 
-    unknown = subprocess.run([sys.executable, "-m", "pipeline.report", "no-such-sweep"], cwd=ROOT,
-                             env=cli.env(), capture_output=True, text=True, timeout=300)
+    unknown = warm.run([sys.executable, "-m", "pipeline.report", "no-such-sweep"], cwd=ROOT,
+                             env=cli.env(), timeout=300)
     assert unknown.returncode == 2
     assert "no sweep 'no-such-sweep'" in unknown.stderr and sweep_id in unknown.stderr
 
@@ -161,6 +162,7 @@ def test_a_sweep_over_languages_reports_each_language(cli):
     assert "macro average of 2 sources" in result.stdout
 
 
+@pytest.mark.fresh_store
 def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread(cli, tmp_path):
     assert not (cli.root / "mlflow.db").exists()
     result = cli.multirun("hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "k=0,1", "seed=1,2")
@@ -176,8 +178,8 @@ def test_four_joblib_jobs_on_a_fresh_store_lose_no_metric_and_report_seed_spread
         assert all(child.data.metrics[name] == pytest.approx(value) for name, value in logged.items())
         assert child.data.tags["host/torch_threads"] == str(cpu_count() // min(4, cpu_count()))
 
-    report = subprocess.run([sys.executable, "-m", "pipeline.report", "--out", str(tmp_path / "r")],
-                            cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
+    report = warm.run([sys.executable, "-m", "pipeline.report", "--out", str(tmp_path / "r")],
+                            cwd=ROOT, env=cli.env(), timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
     rows = read_csv(tmp_path / "r" / "report.csv")
     assert [(row["k"], row["seeds"]) for row in rows] == [("0", "2"), ("1", "2")]
@@ -306,7 +308,7 @@ def test_a_resumed_sweep_reruns_a_job_whose_code_changed(cli, tmp_path):
     args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "k=1"]
 
     def sweep() -> subprocess.CompletedProcess:
-        result = subprocess.run(args, cwd=copy, env=cli.env(), capture_output=True, text=True, timeout=600)
+        result = warm.run(args, cwd=copy, env=cli.env(), timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
@@ -364,8 +366,8 @@ def test_submitit_local_runs_the_sweep_and_slurm_without_sbatch_says_what_to_use
 
 
 def test_report_on_an_empty_store_lists_what_exists(cli):
-    result = subprocess.run([sys.executable, "-m", "pipeline.report"], cwd=ROOT, env=cli.env(),
-                            capture_output=True, text=True, timeout=300)
+    result = warm.run([sys.executable, "-m", "pipeline.report"], cwd=ROOT, env=cli.env(),
+                            timeout=300)
     assert result.returncode == 2
     assert "no experiment 'hnpipe'" in result.stderr and "experiments there: Default" in result.stderr
 
