@@ -8,7 +8,7 @@ faster for the rest of the run. Both give the same embeddings (StepEmbedder's ex
 only speed depends on the choice.
 
 Where timing is not possible (a lazy XLA device, StaticEmbedding's flat token stream with
-nothing to chunk, a run that ends before the first timed step) the choice is the device kind's
+nothing to chunk, a run that ends during the trial steps) the choice is the device kind's
 guess: chunks on a CPU (measured faster there), one forward elsewhere.
 """
 
@@ -28,7 +28,7 @@ from pipeline.names import CHUNK_BUDGET_CHOSEN, CHUNK_BUDGET_HOW
 TRIAL_STEPS = 3
 
 
-def guess(device_type: str, chunked: int = CHUNK_BUDGET) -> int | None:
+def guess(device_type: str, chunked: int) -> int | None:
     """The budget the device kind suggests without a measurement: `chunked` on a CPU (measured
     faster there), None (one forward) elsewhere (a guess: no GPU has measured it)."""
     return chunked if device_type == "cpu" else None
