@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock | sha1sum | cut -c1-12
 export HF_HUB_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install run test check ui clean-cache
+.PHONY: install run test check ui clean-cache device-check
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ ui: install
 
 clean-cache:
 	rm -rf outputs/cache
+
+# The one-shot device check (scripts/device_check.py): on a CUDA GPU within 8 minutes, else a CPU
+# smoke run of the same sections; one JSON file (outputs/device_check.json) and a printed table.
+device-check: install
+	$(PY) scripts/device_check.py
 
 # The quick k-sweep (static model, k = 0..64, minutes on 2 CPU cores), then its report.
 .PHONY: sweep

@@ -25,6 +25,8 @@ GIT_DIRTY = "git_dirty"
 MODEL_DIR = "model_dir"
 MODEL_URI = "model/uri"  # where the run's logged model is (runs:/<run id>/model)
 MODEL_LOAD = "model/load"  # the one line of Python that loads it
+CHUNK_BUDGET_CHOSEN = "chunk_budget/chosen"  # what loss.chunk_budget=auto kept: a budget or "one forward"
+CHUNK_BUDGET_HOW = "chunk_budget/how"  # measured (with the seconds) or the device kind's guess, and why
 HYDRA_OVERRIDES = "hydra/overrides"
 HYDRA_OUTPUT_DIR = "hydra/output_dir"
 # A run's per-query test scores (the tuned model's), which the report's intervals are computed from.

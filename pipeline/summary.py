@@ -1,7 +1,7 @@
 """The few lines a finished run leaves on the terminal: what each stage took (and whether the
 cache served it), the test metrics beside the base model's with the gain, and where the run,
-its model and its log file are, and each warning/* tag the run set. Built from the RunResult only,
-so it shows what MLflow holds.
+its model and its log file are, what loss.chunk_budget=auto chose, and each warning/* tag the
+run set. Built from the RunResult only, so it shows what MLflow holds.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import redact
-from pipeline.names import MODEL_LOAD, WARNING_PREFIX
+from pipeline.names import CHUNK_BUDGET_CHOSEN, CHUNK_BUDGET_HOW, MODEL_LOAD, WARNING_PREFIX
 from pipeline.progress import clock
 from pipeline.result import RunResult
 from pipeline.tracking.provenance import PROJECT
@@ -73,6 +73,9 @@ def summary(result: RunResult, run_id: str, experiment_id: str, mlflow_cfg, log_
              f"  model:      {model}"]
     if log_file is not None:
         lines.append(f"  log file:   {log_file}")
+    if CHUNK_BUDGET_CHOSEN in result.tags:  # loss.chunk_budget=auto
+        lines.append(f"  chunks:     loss.chunk_budget=auto kept {result.tags[CHUNK_BUDGET_CHOSEN]} "
+                     f"({result.tags[CHUNK_BUDGET_HOW]})")
     lines += [f"  warning:    {text} ({name})" for name, text in sorted(result.tags.items())
               if name.startswith(WARNING_PREFIX)]
     return "\n".join(lines)

@@ -35,17 +35,35 @@ ROWS = [("mining encode (s)", "time/embed_s"), ("training s/step", "train/s_per_
         ("test stage (s)", "time/test_s"), ("whole run (s)", "time/total_s")]
 
 
-def run(command: list[str], overrides: list[str], root: Path) -> dict:
-    """One real run; its run summary's metrics, and the wall time around the process."""
+def torchrun(processes: int) -> list[str]:
+    """The launcher of `processes` processes on this machine, from this Python's environment."""
+    return [str(Path(sys.executable).with_name("torchrun")), "--standalone", f"--nproc_per_node={processes}"]
+
+
+def launch(command: list[str], overrides: list[str], root: Path,
+           timeout: float | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """One real run of the CLI with its outputs and MLflow store under `root`: the finished
+    process and the wall seconds around it (scripts/device_check.py runs it too)."""
     env = os.environ | {"HNPIPE_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
     result = subprocess.run([*command, "-m", "pipeline", *overrides], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, timeout=timeout)
+    return result, time.perf_counter() - start
+
+
+def summary(root: Path) -> dict:
+    """The run summary (metrics, tags) of the one run under `root`."""
+    (path,) = root.glob("outputs/runs/*/*/run_summary.json")
+    return json.loads(path.read_text())
+
+
+def run(command: list[str], overrides: list[str], root: Path) -> dict:
+    """One real run; its run summary's metrics, and the wall time around the process."""
+    result, wall = launch(command, overrides, root)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    (summary,) = root.glob("outputs/runs/*/*/run_summary.json")
-    return json.loads(summary.read_text())["metrics"] | {"wall_s": time.perf_counter() - start}
+    return summary(root)["metrics"] | {"wall_s": wall}
 
 
 def main() -> None:
@@ -55,14 +73,12 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs")
     args = parser.parse_args()
     overrides = [f"model={args.model}", *SMALL, *args.overrides]
-    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone",
-                f"--nproc_per_node={args.processes}"]
     load_before = os.getloadavg()
     batch = int([o for o in overrides if o.startswith("train.batch_size=")][-1].split("=")[1])
     per_process = [*overrides, f"train.batch_size={max(1, batch // args.processes)}"]
     with tempfile.TemporaryDirectory(prefix="bench-processes-") as tmp:
         one = run([sys.executable], overrides, Path(tmp, "one"))
-        many = run(torchrun, per_process, Path(tmp, "many"))
+        many = run(torchrun(args.processes), per_process, Path(tmp, "many"))
     n = args.processes
     print(f"{' '.join(overrides)}; {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"\n| | 1 process | {n} processes | {n} / 1 |\n|---|---|---|---|")

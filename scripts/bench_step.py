@@ -57,7 +57,9 @@ MODES = {
 }
 
 
-def _compose(overrides: list[str]):
+def composed(overrides: list[str]):
+    """(the validated config of `python -m pipeline OVERRIDES`, its hardware); a refusal exits
+    with its one message."""
     from pipeline.config.rules import validate
     from pipeline.errors import PipelineError
     from pipeline.hydra_ext.compose import compose
@@ -138,7 +140,7 @@ def speed(args, overrides: list[str], tmp: Path) -> list[dict]:
 
     rows, refresh_s = [], None
     for k in args.ks:
-        cfg, hardware = _compose([f"model={args.model}", f"k={k}", f"train.batch_size={args.batch}",
+        cfg, hardware = composed([f"model={args.model}", f"k={k}", f"train.batch_size={args.batch}",
                                   f"model.max_seq_length={args.max_seq_length}", f"train.max_steps={args.steps + 1}",
                                   f"paths.cache_dir={tmp / 'cache'}", *overrides])
         splits, model, trainings = driver.prepare(Context(cfg, hardware, RunResult(tmp / "run")))
@@ -229,7 +231,7 @@ def sampler(args, overrides: list[str], tmp: Path) -> list[dict]:
     from pipeline.stages import calibration, train
     from pipeline.stages.stage import Context
 
-    cfg, hardware = _compose([f"model={args.model}", "k=0", f"train.batch_size={args.batch}",
+    cfg, hardware = composed([f"model={args.model}", "k=0", f"train.batch_size={args.batch}",
                               f"model.max_seq_length={args.max_seq_length}", "data=translations",
                               f"paths.cache_dir={tmp / 'cache'}", *overrides])
     _, model, trainings = driver.prepare(Context(cfg, hardware, RunResult(tmp / "run")))
@@ -269,7 +271,7 @@ def quality(args, overrides: list[str], tmp: Path) -> list[dict]:
         keys = MODES[name]
         for seed in args.seeds:
             loss = [f"loss.{key}={str(value).lower()}" for key, value in keys.items()]
-            cfg, hardware = _compose([f"model={args.quality_model}", f"k={args.quality_k}", f"seed={seed}",
+            cfg, hardware = composed([f"model={args.quality_model}", f"k={args.quality_k}", f"seed={seed}",
                                       f"train.batch_size={args.batch}", f"model.max_seq_length={args.max_seq_length}",
                                       f"train.max_steps={args.quality_steps}",
                                       f"train.learning_rate={args.quality_lr}", "eval=none",
@@ -310,7 +312,8 @@ def _machine() -> str:
             f"({torch.get_num_threads()} threads), {gpu}")
 
 
-def main() -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line's settings (scripts/device_check.py builds its speed rows from them too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", choices=("speed", "sampler", "quality"), required=True)
@@ -329,12 +332,17 @@ def main() -> None:
     parser.add_argument("--quality-lr", type=float, default=0.05, help="0.05 suits StaticEmbedding; 2e-5 MiniLM")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=files data.path=... data.max_rows=600")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.ks = [int(k) for k in args.ks.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.recipes = args.recipes.split(",")
     if unknown := set(args.recipes) - {PLAIN, *MODES}:
         sys.exit(f"error: --recipes {', '.join(sorted(unknown))}: not one of {PLAIN}, {', '.join(MODES)}")
+    return args
+
+
+def main() -> None:
+    args = parse(sys.argv[1:])
 
     import datasets
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import warm
 from helpers import ROOT
@@ -117,3 +118,35 @@ def test_bench_budget_trains_every_configuration_at_the_plain_recipes_seconds():
     assert all(float(row[1]) >= 1 and 0 <= float(row[4]) <= 1 for row in rows.values())
     assert rows["plain sentence-transformers, k=8"][6] == ""  # the reference row
     assert result.stdout.count("target: ") == 2 and "machine:" in result.stdout
+
+
+def test_device_check_smoke_runs_every_section_and_writes_one_json(tmp_path):
+    out = tmp_path / "check.json"
+    result = _script("device_check.py", "--mode", "smoke", "--out", str(out), env={"HNPIPE_ROOT": str(tmp_path)})
+    report = json.loads(out.read_text())
+    assert report["machine"]["mode"] == "smoke" and report["machine"]["gpu_count"] == 0
+    assert report["machine"]["torch"] and report["machine"]["date"].startswith("20")
+    sections = report["sections"]
+    assert list(sections) == ["step_speed", "end_to_end", "encode", "torchrun"]
+    speed = sections["step_speed"]
+    assert speed["status"] == "ok" and {row["k"] for row in speed["rows"]} == {0, 2}
+    recipes = {row["recipe"] for row in speed["rows"]}
+    assert {"plain sentence-transformers", "live", "length-aware @ chunk_budget 32", "length-aware @ chunk_budget 256",
+            "frozen (+ both) @ chunk_budget 32", "bank (+ both) @ chunk_budget 32"} == recipes
+    assert all(row["s_per_step"] > 0 for row in speed["rows"])
+    run = sections["end_to_end"]
+    assert run["status"] == "ok" and run["exit_code"] == 0 and run["wall_s"] > run["time/total_s"] > 0
+    assert run["chunk_budget/chosen"] == "1024"  # loss.chunk_budget=auto on the static model: the CPU's guess
+    assert sections["encode"]["status"] == "ok" and sections["encode"]["texts_per_s"] > 0
+    assert sections["torchrun"]["status"] == "skipped" and "at least 2" in sections["torchrun"]["reason"]
+    rows = {row[0]: row[1:] for row in _table(result.stdout) if row[0] in sections}
+    assert [status for status, *_ in rows.values()] == ["ok", "ok", "ok", "skipped"]
+    assert f"written: {out}" in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_device_check_refuses_the_gpu_mode_without_a_gpu():
+    result = subprocess.run([sys.executable, "scripts/device_check.py", "--mode", "gpu"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error: --mode gpu needs a CUDA device")
+    assert "Traceback" not in result.stderr and "0 CUDA device(s)" in result.stderr

@@ -23,6 +23,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from helpers import compose
 from pipeline.config.rules import validate
 from pipeline.losses import build_loss
+from pipeline.losses.chunk_budget import TRIAL_STEPS, AutoBudget
 from pipeline.losses.embedding_modes import StepEmbeddingLoss
 from pipeline.losses.hn_only import HardNegativesOnlyLoss
 from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
@@ -131,6 +132,17 @@ def test_length_aware_and_dedupe_give_the_plain_loss_and_gradients(models, plain
     model = models[kind]
     wrapper = StepEmbeddingLoss(LOSSES[name](model), **options)
     _assert_same(_loss_and_grads(model, wrapper, _features(model)), plain_results(kind, name))
+
+
+def test_auto_budget_trial_steps_give_the_plain_loss_and_gradients(models, plain_results):
+    """Timing both budgets on a step's texts (forward only, dropout off) leaves the step itself alone."""
+    model = models["package"]
+    auto = AutoBudget(128)
+    wrapper = StepEmbeddingLoss(MultipleNegativesRankingLoss(model), length_aware=True, token_budget=auto)
+    for _ in range(TRIAL_STEPS):
+        _assert_same(_loss_and_grads(model, wrapper, _features(model)), plain_results("package", "mnrl"))
+        assert wrapper.counts.last.texts_without_grad == 0
+    assert auto.how.startswith("measured") and wrapper.embedder.token_budget == auto.chosen
 
 
 def test_length_aware_chunks_pad_less_and_stay_within_the_budget(models):

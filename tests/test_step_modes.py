@@ -1,6 +1,6 @@
 """The step-embedding keys wired in: loss.negatives (live, frozen, bank), length_aware, dedupe,
-chunk_budget and bank_refresh_steps train end to end through the CLI and log what each step
-embedded; bad values stop at compose time; the cost model predicts each mode."""
+chunk_budget (auto included) and bank_refresh_steps train end to end through the CLI and log what
+each step embedded; bad values stop at compose time; the cost model predicts each mode."""
 
 import json
 from pathlib import Path
@@ -66,6 +66,7 @@ def test_each_negatives_mode_trains_through_the_cli_and_logs_what_its_steps_embe
     (["loss.negatives=queue"], ["loss.negatives='queue'", "one of live, frozen, bank for loss=mnrl"]),
     (["loss.length_aware=true", "loss.chunk_budget=64"], ["loss.chunk_budget=64", "model.max_seq_length=128"]),
     (["loss.length_aware=false", "loss.chunk_budget=0"], ["loss.chunk_budget=0", "at least 1"]),
+    (["loss.chunk_budget=fast"], ["loss.chunk_budget='fast'", "at least 1 token, or auto"]),
     (["loss.bank_refresh_steps=-1"], ["loss.bank_refresh_steps=-1", "0 (never"]),
     (["loss.dedupe=maybe"], ["loss.dedupe='maybe'"]),
     (["loss=cached_mnrl", "model=minilm", "+loss.dedupe=true"],
@@ -233,3 +234,36 @@ def test_the_hashed_no_duplicates_sampler_trains_and_keeps_repeated_texts_out_of
     weights = hashed.model[0].embedding.weight.detach().clone()
     hashed.train()
     assert hashed.state.global_step == 2 and not torch.equal(hashed.model[0].embedding.weight, weights)
+
+
+def test_auto_chunk_budget_times_both_ways_on_the_first_steps_and_keeps_the_faster(minilm, tmp_path):
+    from pipeline.losses.chunk_budget import TRIAL_STEPS
+    from pipeline.stages.train import chunk_budget_tags
+
+    cfg = compose(["model=minilm", "k=1", "train.batch_size=2", f"train.max_steps={TRIAL_STEPS + 1}",
+                   "train.logging_steps=1", "model.max_seq_length=32", "loss.chunk_budget=auto"])
+    trainer, loss = trainer_for(cfg, validate(cfg), minilm, datasets.Dataset.from_dict(ROWS), None, tmp_path)
+    trainer.train()
+    auto = loss.embedder.auto
+    assert auto.trials == TRIAL_STEPS and auto.chunked == 1024  # at least max_seq_length, else the default
+    assert auto.chosen == min(auto.seconds, key=auto.seconds.get) and loss.embedder.token_budget == auto.chosen
+    tags = chunk_budget_tags(loss)
+    assert tags["chunk_budget/chosen"] in ("1024", "one forward")
+    assert tags["chunk_budget/how"].startswith(f"measured over {TRIAL_STEPS - 1} steps: chunks of 1024 ")
+    assert loss.counts.total.texts_without_grad == 0  # the timing forwards are not the steps' own
+
+
+def test_auto_chunk_budget_resolves_in_a_run_and_is_logged_and_shown(tmp_path, shared_cache):
+    """The static model's flat token stream has nothing to chunk: auto settles at once, says why,
+    and the run's record (its tags, which the recorder passes to MLflow) and summary carry it."""
+    from pipeline import driver, summary
+    from pipeline.result import RunResult
+
+    cfg = compose([*FAST, "k=2", "train.max_steps=2", "eval=none", "loss.chunk_budget=auto",
+                   f"paths.cache_dir={shared_cache}", f"paths.run_dir={tmp_path}"])
+    result = RunResult(tmp_path)
+    driver.run(cfg, validate(cfg), result)
+    assert result.tags["chunk_budget/chosen"] == "1024"  # a CPU's guess
+    assert result.tags["chunk_budget/how"] == "nothing to chunk: a flat token stream (StaticEmbedding)"
+    shown = summary.summary(result, "run", "0", cfg.mlflow, None)
+    assert "  chunks:     loss.chunk_budget=auto kept 1024 (nothing to chunk: " in shown

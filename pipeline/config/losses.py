@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, List, Optional
+from typing import Any, ClassVar, List, Optional
 
 from pipeline.config.declare import above, key, whole
 
 MAX_K = 64
 # Where a wrapped loss's negatives' vectors come from (pipeline/losses/embedding_modes.py).
 NEGATIVES_MODES = ("live", "frozen", "bank")
+# loss.chunk_budget's default, measured on a CPU (docs/benchmarks.md); `auto` times it against one forward.
+CHUNK_BUDGET = 1024
+
+
+def _budget_ok(value) -> bool:
+    return value == "auto" or whole(1)(value)
 
 
 @dataclass
@@ -49,9 +55,12 @@ class StepEmbeddingKeys:
                                   "steps between re-encodings of the corpus, e.g. 100", whole(0))
     # Embed a step's texts in chunks of similar token count, each padded to its own longest text
     # (exact: only padding work goes), at most chunk_budget rows x padded tokens a chunk (a key
-    # without "token" in its name: params naming a token are kept out of MLflow).
+    # without "token" in its name: params naming a token are kept out of MLflow); auto: on the first
+    # training steps, time chunks of 1024 (or max_seq_length) against one forward and keep the
+    # faster (pipeline/losses/chunk_budget.py). Any: an integer or "auto" (OmegaConf has no Union).
     length_aware: bool = True
-    chunk_budget: int = key(1024, "at least 1 token", whole(1))
+    chunk_budget: Any = key(CHUNK_BUDGET, "at least 1 token, or auto (time chunks against one forward on the "
+                            "first steps and keep the faster)", _budget_ok)
     # Embed each distinct text of a step once; every use gets its gradient. Off by default: the
     # no_duplicates sampler already keeps repeats out of a batch.
     dedupe: bool = False

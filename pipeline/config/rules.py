@@ -235,9 +235,11 @@ def loss_takes_the_negatives_mode(cfg: DictConfig) -> None:
 
 @rule
 def chunks_hold_the_longest_text(cfg: DictConfig) -> None:
-    """Blames the key the user moved: loss.chunk_budget if it was set, else model.max_seq_length."""
+    """Blames the key the user moved: loss.chunk_budget if it was set, else model.max_seq_length.
+    auto's chunks hold at least max_seq_length tokens by construction (pipeline/losses/chunk_budget.py)."""
     loss, longest = cfg.loss, cfg.model.max_seq_length
-    if not (LOSSES[loss.name].modes and loss.length_aware and loss.chunk_budget < longest):
+    if not (LOSSES[loss.name].modes and loss.length_aware and loss.chunk_budget != "auto"
+            and loss.chunk_budget < longest):
         return
     why = ("loss.chunk_budget is the most rows x padded tokens of one forward with loss.length_aware=true, and a "
            "smaller budget leaves every long text a forward of its own")

@@ -131,6 +131,7 @@ def build_loss(cfg: DictConfig, model, bank=None):
     mode = negatives_mode(cfg)
     if mode is None:
         return loss
+    from pipeline.losses.chunk_budget import from_config
     from pipeline.losses.embedding_modes import StepEmbeddingLoss
     from pipeline.losses.online_mining import MinerFilters, OnlineMiner
 
@@ -139,5 +140,6 @@ def build_loss(cfg: DictConfig, model, bank=None):
         m = cfg.miner
         miner = OnlineMiner(MinerFilters(m.range_min, m.range_max, m.absolute_margin, m.relative_margin,
                                          m.max_score, m.min_score))
+    budget = from_config(cfg.loss.chunk_budget, cfg.model.max_seq_length)
     return StepEmbeddingLoss(loss, negatives=mode, length_aware=cfg.loss.length_aware,
-                             dedupe=cfg.loss.dedupe, token_budget=cfg.loss.chunk_budget, bank=bank, miner=miner)
+                             dedupe=cfg.loss.dedupe, token_budget=budget, bank=bank, miner=miner)

@@ -14,6 +14,7 @@ from sentence_transformers.sentence_transformer.losses import TripletLoss
 from torch import Tensor, nn
 
 from pipeline.config.losses import NEGATIVES_MODES
+from pipeline.losses.chunk_budget import AutoBudget
 from pipeline.losses.memory_bank import CorpusMemoryBank
 from pipeline.losses.online_mining import OnlineMiner
 from pipeline.losses.step_embedding import StepCounts, StepEmbedder
@@ -43,7 +44,7 @@ class StepEmbeddingLoss(nn.Module):
         negatives: str = "live",
         length_aware: bool = False,
         dedupe: bool = False,
-        token_budget: int = 4096,
+        token_budget: int | None | AutoBudget = 4096,
         bank: CorpusMemoryBank | None = None,
         miner: OnlineMiner | None = None,
     ) -> None:
@@ -68,7 +69,8 @@ class StepEmbeddingLoss(nn.Module):
             negatives: ``live``, ``frozen`` or ``bank``.
             length_aware: embed in chunks of similar token count, each padded to its own longest text.
             dedupe: embed each distinct text of a step once.
-            token_budget: the most rows x padded width of one length-aware chunk.
+            token_budget: the most rows x padded width of one length-aware chunk (None: one forward;
+                an AutoBudget: the faster of the two, timed on the first training steps).
             bank: the corpus memory bank, for ``negatives="bank"`` only.
             miner: re-mines each row's negatives from the bank every step (bank only).
 

@@ -37,6 +37,8 @@ from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
+from pipeline.losses.chunk_budget import AutoBudget
+
 
 @dataclass
 class StepCounts:
@@ -177,13 +179,13 @@ class _TokenRows:
         return {key: values[index, :width] for key, values in self.tokens.items()} | self.meta
 
 
-def length_chunks(lengths: Tensor, token_budget: int) -> list[Tensor]:
+def length_chunks(lengths: Tensor, token_budget: int | None) -> list[Tensor]:
     """Indices into `lengths`, shortest first, cut so that each chunk's rows x longest length stays
-    within `token_budget` (a row longer than the budget is a chunk of its own)."""
+    within `token_budget` (a row longer than the budget is a chunk of its own; None: one chunk)."""
     order = torch.argsort(lengths, stable=True)
     chunks, start = [], 0
     for end, length in enumerate(lengths[order].tolist()):
-        if end > start and (end - start + 1) * length > token_budget:
+        if token_budget is not None and end > start and (end - start + 1) * length > token_budget:
             chunks.append(order[start:end])
             start = end
     return chunks + [order[start:]] if len(order) else []
@@ -199,19 +201,40 @@ class StepEmbedder:
     Args:
         length_aware: embed in chunks of similar token count, each padded to its own longest row.
         dedupe: embed each distinct text of the step once.
-        token_budget: the most rows x padded width one length-aware chunk may hold.
+        token_budget: the most rows x padded width one length-aware chunk may hold; None: one
+            forward; an AutoBudget: chosen on the first training steps (chunk_budget.py).
     """
 
-    def __init__(self, length_aware: bool = False, dedupe: bool = False, token_budget: int = 4096) -> None:
-        if token_budget < 1:
+    def __init__(self, length_aware: bool = False, dedupe: bool = False,
+                 token_budget: int | None | AutoBudget = 4096) -> None:
+        if isinstance(token_budget, int) and token_budget < 1:
             raise ValueError(f"token_budget must be at least 1, got {token_budget}")
         self.length_aware = length_aware
         self.dedupe = dedupe
-        self.token_budget = token_budget
+        self.auto = token_budget if isinstance(token_budget, AutoBudget) else None
+        self.token_budget = token_budget.chunked if isinstance(token_budget, AutoBudget) else token_budget
         self.counts = RunningCounts()
+
+    def _choose_budget(self, model: nn.Module, live: list[dict[str, Any]], frozen: list[dict[str, Any]]) -> None:
+        """With an AutoBudget, while it decides: this training step's budget (timing both on its texts)."""
+        auto = self.auto
+        if auto is None or not auto.deciding or not self.length_aware or not torch.is_grad_enabled():
+            return
+        device = next(model.parameters()).device
+        if auto.trials == 0 and not auto.how:
+            self.token_budget = auto.start(device, _TokenRows.of([*live, *frozen]).flat)
+            if not auto.deciding:
+                return
+
+        def embed(budget: int | None) -> None:
+            self.token_budget = budget
+            self._embed_rows(model, live, frozen)
+
+        self.token_budget = auto.trial(model, device, embed)
 
     def embed(self, model: nn.Module, live: Sequence[dict[str, Any]],
               frozen: Sequence[dict[str, Any]] = ()) -> list[Tensor]:
+        self._choose_budget(model, list(live), list(frozen))
         counts = StepCounts()
         with counting_forwards(model, counts):
             if not (self.length_aware or self.dedupe or frozen):

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from pipeline.losses import LOSSES
+from pipeline.losses.chunk_budget import TRIAL_STEPS
 from pipeline.stages import cost
 
 
@@ -56,7 +57,7 @@ class StepTimer(TrainerCallback):
 
 @dataclass
 class Calibration:
-    """Timed training steps after one warm-up step, and what the loss measured per step."""
+    """Timed training steps after the warm-up steps, and what the loss measured per step."""
 
     seconds: list[float]  # wall
     cpu_seconds: list[float]  # this process's CPU time
@@ -65,18 +66,21 @@ class Calibration:
 
 def calibrate(cfg: DictConfig, hardware, model, train_ds, steps: int = CALIBRATION_STEPS,
               bank=None) -> Calibration:
-    """`steps` real training steps of `model` after one warm-up step, timed, with the trainer and
-    loss a run builds (train.trainer_for); `bank` (prepare.Bank) in bank mode. Bank refreshes are
-    left out of the timed steps: refresh_seconds prices them."""
+    """`steps` real training steps of `model` after one warm-up step (and auto's trial steps),
+    timed, with the trainer and loss a run builds (train.trainer_for); `bank` (prepare.Bank) in
+    bank mode. Bank refreshes are left out of the timed steps: refresh_seconds prices them."""
     from pipeline.stages.train import step_figures, trainer_for
 
-    short = merged(cfg, {"train": {"max_steps": steps + 1, "logging_steps": steps + 2}, "eval": {"cadence": "none"}},
-                   {"loss": {"bank_refresh_steps": 0}} if bank else {})
+    # loss.chunk_budget=auto times both budgets on its first steps: those warm up too, so the timed
+    # steps are at the budget the run will keep.
+    warm = 1 + (TRIAL_STEPS if cfg.loss.get("chunk_budget") == "auto" and cfg.loss.get("length_aware") else 0)
+    short = merged(cfg, {"train": {"max_steps": steps + warm, "logging_steps": steps + warm + 1},
+                         "eval": {"cadence": "none"}}, {"loss": {"bank_refresh_steps": 0}} if bank else {})
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         trainer, loss = trainer_for(short, hardware, model, train_ds, bank, Path(out), callbacks=(timer,))
         trainer.train()
-    return Calibration(timer.seconds[1:], timer.cpu_seconds[1:], step_figures(loss))
+    return Calibration(timer.seconds[warm:], timer.cpu_seconds[warm:], step_figures(loss))
 
 
 def refresh_seconds(model, corpus: list[str], batch_size: int, sample: int = 256) -> float:

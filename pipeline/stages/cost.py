@@ -21,6 +21,7 @@ from torch import nn
 
 from pipeline import parallel
 from pipeline.losses import LOSSES, negatives_mode
+from pipeline.losses.chunk_budget import planned
 from pipeline.losses.step_embedding import StepCounts, StepEmbedder
 
 # Token counts are averaged over the first batches, up to about this many texts.
@@ -113,7 +114,8 @@ def per_step(cfg: DictConfig, model, train_ds, bank=None) -> dict[str, float]:
     mode = negatives_mode(cfg)
     embedders = {"plain": (StepEmbedder(), "live")}
     if mode is not None:
-        embedders["run"] = (StepEmbedder(cfg.loss.length_aware, cfg.loss.dedupe, cfg.loss.chunk_budget), mode)
+        budget = planned(cfg.loss.chunk_budget, cfg.model.max_seq_length, model.device.type)
+        embedders["run"] = (StepEmbedder(cfg.loss.length_aware, cfg.loss.dedupe, budget), mode)
     counts = step_counts(model, train_ds, batch, embedders)
     figures: dict[str, float] = {
         "cost/texts_per_step": texts_per_step(batch, k),

@@ -179,6 +179,13 @@ def step_figures(loss) -> dict[str, float]:
     return step_metrics(parts) if parts else {}
 
 
+def chunk_budget_tags(loss) -> dict[str, str]:
+    """What loss.chunk_budget=auto chose and why, as tags ({} unless auto had chunks to choose for;
+    with a loss per source, the first source's)."""
+    autos = [part.embedder.auto for part in wrapped(loss) if part.embedder.auto and part.embedder.length_aware]
+    return autos[0].record() if autos else {}
+
+
 def trainer_sets(trainings: dict[str, TrainingSet]) -> tuple[Any, Any]:
     """(training rows, banks) as the trainer takes them: one source's, or {source: ...} for several."""
     several = len(trainings) > 1
@@ -192,7 +199,7 @@ def run(ctx: Context, model, trainings: dict[str, TrainingSet], splits: dict) ->
     """The train stage: fine-tune `model` in place on every source's training set (mine.TrainingSet;
     one source: one dataset, as ever), evaluating on the dev splits as eval.* says; what training
     measured on the run's result (cost/* predicted before the first step; train/*, step/*, spent/*,
-    time/* after; train/loss and dev/* as logged)."""
+    time/* after; train/loss and dev/* as logged; chunk_budget/* tags: what loss.chunk_budget=auto chose)."""
     cfg, hardware, result = ctx.cfg, ctx.hardware, ctx.result
     rows = sum(len(training.rows) for training in trainings.values())
     step = per_step_mix(cfg, model, trainings)
@@ -207,7 +214,8 @@ def run(ctx: Context, model, trainings: dict[str, TrainingSet], splits: dict) ->
     with progress.stage("train"):
         train_log = fit(cfg, model, train_ds, hardware, dev, result.run_dir, bank, result.add_step,
                         step.get("cost/bank_refresh_tokens", 0.0), list(trainings) if len(trainings) > 1 else [])
-    result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device) | train_log["step"])
+    result.add({"time/train_s": time.perf_counter() - start} | cost.peak_memory(hardware.device) | train_log["step"],
+               train_log["chunk_budget"])
     result.add(train_log["spent"], step=train_log["global_step"])  # the end of the spent/* curves
     if cfg.train.budget is not None:
         result.add({"budget/spent": train_log["spent"][f"spent/{cfg.train.budget_unit}"]})
@@ -281,6 +289,7 @@ def fit(cfg: DictConfig, model, train_ds, hardware, dev, out_dir: Path, bank=Non
         trainer.evaluate()
     result = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
               "dev_evals": clock.evals, "warnings": warnings, "step": step_figures(loss),
+              "chunk_budget": chunk_budget_tags(loss),
               "spent": spend.totals() | {"train/epochs": float(trainer.state.epoch or 0.0)}}
     if trainer.is_world_process_zero():  # every process holds the same weights: one saves them
         model.save(str(out_dir / "model"))
