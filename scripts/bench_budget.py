@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_step import _compose, _machine, _plain_recipe  # noqa: E402  (scripts/ is on the path)
+from bench_step import _machine, _plain_recipe, composed  # noqa: E402  (scripts/ is on the path)
 
 PLAIN = "plain sentence-transformers"
 # name -> (k, pipeline loss keys; None = the plain recipe)
@@ -90,7 +90,7 @@ def prepare(args, tmp: Path):
                  f"paths.cache_dir={tmp / 'cache'}", f"paths.run_dir={tmp / 'prep'}", *args.overrides]
     rows = {}
     for k in (0, 8, 32):
-        cfg, hardware = _compose([*overrides, f"k={k}"])
+        cfg, hardware = composed([*overrides, f"k={k}"])
         ctx = Context(cfg, hardware, RunResult(tmp / "prep"))
         splits, model, trainings = driver.prepare(ctx)
         (name,) = splits  # one data source
@@ -108,7 +108,7 @@ def run(args, tmp: Path) -> tuple[list[dict], float]:
 
     overrides, cfg, hardware, rows, test = prepare(args, tmp)
     # The budget: the plain recipe's k=8 seconds for its steps (the median step after the first).
-    k8, _ = _compose([*overrides, "k=8", f"seed={args.seeds[0]}"])
+    k8, _ = composed([*overrides, "k=8", f"seed={args.seeds[0]}"])
     _, timer = _plain(k8, hardware, rows[8], args.steps, tmp / "budget")
     budget_s = statistics.median(timer.seconds[1:]) * args.steps
     print(f"budget: {budget_s:.1f} s = the plain recipe at k=8 for {args.steps} steps "
@@ -118,7 +118,7 @@ def run(args, tmp: Path) -> tuple[list[dict], float]:
         for seed in args.seeds:
             start = time.perf_counter()
             if keys is None:
-                plain_cfg, _ = _compose([*overrides, f"k={k}", f"seed={seed}"])
+                plain_cfg, _ = composed([*overrides, f"k={k}", f"seed={seed}"])
                 if k == 8:
                     steps = args.steps
                 else:  # calibrate k=0 as the pipeline would, then spend the budget
@@ -127,7 +127,7 @@ def run(args, tmp: Path) -> tuple[list[dict], float]:
                 model, timer = _plain(plain_cfg, hardware, rows[k], steps, tmp / f"plain-{k}-{seed}")
                 spent_s, scores = sum(timer.seconds), _scores(model, test, cfg)
             else:
-                run_cfg, run_hardware = _compose([*overrides, f"k={k}", f"seed={seed}", "train.budget_unit=seconds",
+                run_cfg, run_hardware = composed([*overrides, f"k={k}", f"seed={seed}", "train.budget_unit=seconds",
                                                   f"train.budget={budget_s}", "eval=none",
                                                   *(f"loss.{key}={value}" for key, value in keys.items()),
                                                   f"paths.run_dir={tmp / 'runs' / f'{len(results)}'}"])

@@ -7,7 +7,9 @@ What runs is the real command, nothing is stubbed. What differs from a fresh int
 preloaded libraries read their import-time environment once, so a command whose environment
 changes such a variable (HF_*, TORCH*, OMP_*, ...) runs in a fresh interpreter instead; and the
 server harvests the default data's docstrings once (10 s; a process caches its harvest), so a
-child finds that harvest done, as a second harvest in one process would. HNPIPE_TEST_FRESH=1
+child finds that harvest done, as a second harvest in one process would, and the pipeline
+modules that harvest needs imported from this checkout (a command run in another copy of the
+code gets a fresh interpreter). HNPIPE_TEST_FRESH=1
 runs every command in a fresh interpreter.
 
     python tests/warm.py SOCKET     the server (started by `run` on first use)
@@ -34,6 +36,7 @@ PRELOAD = ("torch", "numpy", "scipy.stats", "pandas", "sklearn.metrics", "datase
            "sentence_transformers", "sentence_transformers.sentence_transformer.trainer",
            "mlflow", "mlflow.store.tracking.sqlalchemy_store", "mlflow.tracking.fluent", "alembic",
            "sqlalchemy")
+CHECKOUT = Path(__file__).resolve().parents[1]
 # Environment variables a preloaded library reads at import: a command that changes one of them
 # gets a fresh interpreter.
 IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "TORCH", "PYTORCH", "OMP_",
@@ -101,7 +104,7 @@ def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
 
 def _harvest_default_data() -> None:
     """The default data's docstring harvest (10 s, cached per process), done once for every child."""
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # the checkout; a child sets its own path[0]
+    sys.path[0] = str(CHECKOUT)  # a child sets its own path[0]
     from pipeline.config.schema import DocstringsData
     from pipeline.stages import docstrings
 
@@ -165,9 +168,11 @@ def _connect(timeout: float) -> socket.socket:
     return conn
 
 
-def _warm_enough(argv: list[str], env: dict[str, str]) -> bool:
+def _warm_enough(argv: list[str], cwd, env: dict[str, str]) -> bool:
     runnable = argv[0] == sys.executable and len(argv) > 1 and (argv[1] == "-m" or argv[1].endswith(".py"))
     if not runnable or os.environ.get("HNPIPE_TEST_FRESH") == "1":
+        return False
+    if Path(cwd).resolve() != CHECKOUT:  # another copy of the code: not the server's preloaded pipeline
         return False
     started = _server.get("env", os.environ)
     changed = {key for key in env.keys() | started.keys() if env.get(key) != started.get(key)}
@@ -213,7 +218,7 @@ def start(argv: list[str], *, cwd, env: dict[str, str], stdin: int, stdout: int,
     """subprocess.Popen(argv, ...) for `[sys.executable, -m MODULE | SCRIPT, ...]` with its streams
     on these file descriptors: a warm child where the environment allows (see the module
     docstring), else a fresh process."""
-    if _warm_enough(argv, env):
+    if _warm_enough(argv, cwd, env):
         return Process(argv, cwd, env, [stdin, stdout, stderr])
     return subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
                             start_new_session=True)
