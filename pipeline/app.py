@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -19,13 +18,12 @@ from omegaconf import DictConfig
 
 from pipeline import names, parallel, progress, redact, terminal
 from pipeline.config.rules import validate
-from pipeline.errors import PipelineError, reported
+from pipeline.errors import PipelineError, exit_interrupted, reported
 from pipeline.preflight import preflight
 from pipeline.stages.stage import resolved
 from pipeline.tracking import quiet_mlflow
 
 log = logging.getLogger("pipeline")
-EXIT_INTERRUPTED = 130
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DISK_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "database or disk is full")
 
@@ -176,9 +174,7 @@ def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
         try:
             return _job(cfg)
         except KeyboardInterrupt:
-            print("interrupted (Ctrl-C or SIGTERM): the run, if one had started, is recorded KILLED.",
-                  file=sys.stderr, flush=True)
-            sys.exit(EXIT_INTERRUPTED)
+            exit_interrupted()
         except Exception as exc:
             if not _disk_full(exc):
                 raise

@@ -6,12 +6,13 @@ import contextlib
 import os
 import sys
 import time
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 from pipeline import redact
 
 # Exit code of every refused input or environment problem (Hydra's own errors included).
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports a SIGINT
 
 
 class PipelineError(Exception):
@@ -34,6 +35,13 @@ def exit_with_message(message: str) -> None:
     else:  # every process meets the same error: one exiting before process 0 has printed would
         time.sleep(_LET_PROCESS_0_PRINT_S)  # let the launcher stop process 0 first, message unprinted
     sys.exit(EXIT_BAD_INPUT)
+
+
+def exit_interrupted() -> NoReturn:
+    """The one line of a stopped job or sweep (pipeline.signals made SIGTERM a KeyboardInterrupt)."""
+    print("interrupted (Ctrl-C or SIGTERM): the run, if one had started, is recorded KILLED.",
+          file=sys.stderr, flush=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager

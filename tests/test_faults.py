@@ -49,7 +49,7 @@ def _start(cli, overrides: list[str], **env: str) -> subprocess.Popen:
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert proc.poll() is None, proc.stdout.read()[-3000:] if proc.stdout else f"exited {proc.returncode}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
 
@@ -266,3 +266,28 @@ def _answers(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_joblib_sweep_leaves_no_run_running(cli, tmp_path, signum):
+    """The signal goes to the sweep's process only (kill, or a scheduler): its jobs run in joblib's
+    worker processes, which the launcher kills -9 as the sweep unwinds, unless the sweep stops
+    them first."""
+    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2", "k=0,1", "train.max_steps=100000"]
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # sweep.json appears once the store and the parent run exist; then wait for both child runs.
+        _wait_for(lambda: any(cli.root.glob("outputs/multirun/*/*/sweep.json")) and len(cli.all_runs()) == 3, proc)
+        time.sleep(1)
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    log = (tmp_path / "sweep.log").read_text()
+    assert proc.returncode == 130, log[-3000:]
+    assert "Traceback" not in log and "interrupted (Ctrl-C or SIGTERM)" in log
+    runs = cli.all_runs()
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}, [(r.info.status, r.data.tags) for r in runs]
+    assert all("interrupted" in r.data.tags["error"] for r in cli.runs())

@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError, reported
 from pipeline.hydra_ext.errors import describe
 from pipeline.hydra_ext.launch import check_launcher
 from pipeline.preflight import check_writable, preflight
-from pipeline.signals import raise_keyboard_interrupt_on_sigterm
+from pipeline.signals import on_interrupt, raise_keyboard_interrupt_on_sigterm
 from pipeline.terminal import route_library_output
 from pipeline.tracking import quiet_mlflow
 from pipeline.tracking.provenance import code_tags, process_tags
@@ -207,6 +207,7 @@ class SweepParentRun(Callback):
                 names.PRESET: str(config.preset)} | code_tags() | process_tags()
         self.parent = sweeps.open_parent(config.mlflow, Path(config.hydra.sweep.dir), tags,
                                          {str(key): redact.text(str(value)) for key, value in swept.items()})
+        on_interrupt(self._stop_jobs)
         atexit.register(self._end_if_stopped)
         log.info("sweep %s: parent run %s in experiment %s", self.parent.sweep_id, self.parent.run_id,
                  config.mlflow.experiment_name)
@@ -219,6 +220,12 @@ class SweepParentRun(Callback):
             if config.get("report"):
                 _report(config, self.parent.sweep_id)
             self.parent = None
+
+    def _stop_jobs(self) -> None:
+        from pipeline.tracking import sweeps
+
+        if self.parent is not None:
+            sweeps.stop_jobs(self.parent)
 
     def _end_if_stopped(self) -> None:
         from pipeline.tracking import sweeps

@@ -46,8 +46,11 @@ def why_gone(tags: dict[str, str], host: str, boot: str) -> str | None:
         return f"its process {pid} on host {host} no longer exists"
     started = float(tags.get(STARTED, "inf"))
     try:
-        if psutil.Process(pid).create_time() > started + 1:
+        process = psutil.Process(pid)
+        if process.create_time() > started + 1:
             return f"its process {pid} on host {host} is gone (the pid now belongs to a newer process)"
+        if process.status() == psutil.STATUS_ZOMBIE:  # killed, not yet collected by its parent (a launcher)
+            return f"its process {pid} on host {host} has ended (killed)"
     except psutil.NoSuchProcess:
         return f"its process {pid} on host {host} no longer exists"
     return None
