@@ -291,3 +291,22 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running(cli, tmp_path, signum
     runs = cli.all_runs()
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}, [(r.info.status, r.data.tags) for r in runs]
     assert all("interrupted" in r.data.tags["error"] for r in cli.runs())
+
+
+def test_a_held_store_lock_is_named_while_waited_on_and_given_up_on_with_one_message(tmp_path, monkeypatch, caplog):
+    """This process holds the store's lock the way another run creating the store would."""
+    from pipeline.errors import PipelineError
+    from pipeline.tracking import store
+
+    monkeypatch.setattr(store, "_LOCK_NOTICE_S", 0.5)
+    monkeypatch.setattr(store, "_LOCK_WAIT_S", 2.0)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    started = time.monotonic()
+    with store._store_lock(uri), pytest.raises(PipelineError) as refused:
+        store.client(uri)
+    assert 2.0 <= time.monotonic() - started < 10
+    lock, holder = f"{tmp_path}/mlflow.db.lock", f"process {os.getpid()} on host {socket.gethostname()}"
+    (waiting,) = [r.getMessage() for r in caplog.records if "waiting for the MLflow store's lock" in r.getMessage()]
+    assert lock in waiting and holder in waiting
+    assert lock in str(refused.value) and holder in str(refused.value) and "more than 2 s" in str(refused.value)
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was created behind the holder's back
