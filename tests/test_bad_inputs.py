@@ -242,7 +242,7 @@ CASES = [
      ["mlflow.log_system_metrics='sometimes'", "true or false"]),
     ("experiment_name_empty", lambda t: ["mlflow.experiment_name=''"], ["mlflow.experiment_name=''", "non-empty"]),
     ("outputs_dir_unwritable", lambda t: ["paths.outputs_dir=/etc/passwd/outputs"],
-     ["paths.outputs_dir=", "not writable"]),
+     ["paths.outputs_dir=", "/etc/passwd is a file", "needs a folder"]),
     ("tracking_uri_unknown_scheme", lambda t: ["mlflow.tracking_uri=foo://bar"],
      ["unknown scheme 'foo'", "sqlite"]),
     ("tracking_server_down", lambda t: ["mlflow.tracking_uri=http://127.0.0.1:9"],

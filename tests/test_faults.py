@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from helpers import FAST, ROOT, write_jsonl
+from helpers import FAST, ROOT, compose, fill, read_only, small_filesystem, write_jsonl
 from pipeline.cache import StageCache
 
 # Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
@@ -310,3 +310,113 @@ def test_a_held_store_lock_is_named_while_waited_on_and_given_up_on_with_one_mes
     assert lock in waiting and holder in waiting
     assert lock in str(refused.value) and holder in str(refused.value) and "more than 2 s" in str(refused.value)
     assert not (tmp_path / "mlflow.db").exists()  # nothing was created behind the holder's back
+
+
+def _store(db: Path) -> str:
+    """A real MLflow store at `db`, created and migrated, with no run in it: its tracking URI."""
+    from pipeline.tracking import store
+
+    uri = f"sqlite:///{db}"
+    store.client(uri)
+    return uri
+
+
+def _refusal(check, *args) -> str:
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError) as refused:
+        check(*args)
+    return str(refused.value)
+
+
+class TestStoreAndOutputsFaults:
+    """Each is one message naming the path and what to do; a store fault is found before a run starts
+    where it can be (preflight), else it goes through the one error path (pipeline.faults)."""
+
+    def test_a_truncated_store_is_refused_and_left_as_it_is(self, tmp_path):
+        from pipeline.preflight import check_tracking
+
+        db = tmp_path / "mlflow.db"
+        uri = _store(db)
+        check_tracking(uri)  # whole: accepted
+        db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+        message = _refusal(check_tracking, uri)
+        assert f"{db} is truncated" in message and "Restore a whole copy" in message
+        assert db.stat().st_size > 0
+
+    def test_a_damaged_store_says_so_and_what_to_do(self, tmp_path):
+        from pipeline.tracking import store
+
+        db = tmp_path / "mlflow.db"
+        uri = _store(db)
+        data = bytearray(db.read_bytes())
+        data[4096:] = b"\xa5" * (len(data) - 4096)  # every page but the first overwritten: same size
+        db.write_bytes(bytes(data))
+        message = _refusal(store.client, uri + "?damaged")  # another URI: MLflow keeps opened stores
+        assert f"the MLflow store {db} is damaged" in message and "restore a copy" in message
+
+    def test_a_read_only_store_file_is_refused_before_a_run(self, tmp_path):
+        from pipeline.preflight import check_tracking
+
+        db = tmp_path / "store" / "mlflow.db"
+        uri = _store(db)
+        with read_only(db):
+            message = _refusal(check_tracking, uri)
+        assert f"{db} is read-only" in message and "MLFLOW_TRACKING_URI" in message
+
+    def test_a_file_as_the_cache_and_a_read_only_artifacts_folder_are_refused(self, tmp_path):
+        from pipeline.preflight import preflight
+
+        outputs = tmp_path / "outputs"
+        cfg = compose(["model=static", f"paths.outputs_dir={outputs}", f"mlflow.tracking_uri={_store(tmp_path / 'mlflow.db')}"])
+        outputs.mkdir()
+        (outputs / "cache").write_text("not a folder")
+        message = _refusal(preflight, cfg)
+        assert f"paths.cache_dir='{outputs}/cache' is a file" in message and "move the file away" in message
+        (outputs / "cache").unlink()
+        (outputs / "mlartifacts").mkdir()
+        with read_only(outputs / "mlartifacts"):
+            message = _refusal(preflight, cfg)
+        assert f"mlflow.artifact_root='{outputs}/mlartifacts' is not writable" in message
+
+    def test_read_only_run_folders_are_one_message_and_no_run(self, cli):
+        runs = cli.root / "outputs" / "runs"
+        runs.mkdir(parents=True)
+        with read_only(runs):
+            result = cli("k=0")
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and f"{runs}" in result.stderr and "not writable" in result.stderr
+        assert result.stderr.count("error:") == 1
+
+    def test_a_store_locked_by_another_writer_is_one_message_and_no_run_left_running(self, cli, tmp_path):
+        import sqlite3
+
+        mlflow.MlflowClient(cli.tracking_uri).create_experiment("hnpipe")
+        holder = sqlite3.connect(cli.tracking_uri.split(":///", 1)[1], isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another writer, mid-transaction
+        try:
+            result = cli("k=0")
+        finally:
+            holder.rollback()
+            holder.close()
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+        assert "is locked by another writer" in result.stderr and cli.tracking_uri.split(":///", 1)[1] in result.stderr
+        assert all(run.info.status != "RUNNING" for run in cli.all_runs())
+
+
+def test_a_store_whose_disk_fills_up_is_one_message_first_and_the_run_ends_failed(cli, tmp_path):
+    """The store on a 4 MB tmpfs filled up but for 100 kB: the run starts, and its metrics do not fit."""
+    with small_filesystem(tmp_path / "small", "4m") as small:
+        cli.tracking_uri = _store(small / "mlflow.db")  # created first, so what is left is known
+        fill(small, leave=100 * 1024)
+        result = cli("k=0")
+        (small / "filler").unlink()
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines()
+                  if line.startswith("error:") or "Error" in line or "disk is full" in line]
+        assert errors[0].startswith(f"error: the disk refused a write to {small}/mlflow.db"), errors
+        assert len(errors) == 1, errors
+        (run,) = cli.runs()
+        assert run.info.status == "FAILED" and "database or disk is full" in run.data.tags["error"]

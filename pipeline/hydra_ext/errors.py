@@ -63,8 +63,8 @@ def install() -> None:
                 if os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 exit_with_message(describe(exc))
-            except KeyboardInterrupt:
-                exit_interrupted()
+            except KeyboardInterrupt as exc:
+                exit_interrupted(exc)
         return original(translated)
 
     hydra_utils.run_and_report = run_and_report

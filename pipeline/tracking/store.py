@@ -12,7 +12,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import redact
+from pipeline import faults, redact
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,12 @@ def client(tracking_uri: str):
 
 
 def _unopenable(tracking_uri: str, exc: Exception) -> PipelineError:
-    """A store that cannot be opened, reported and left as it is (never recreated or overwritten)."""
+    """A store that cannot be opened, reported and left as it is (never recreated or overwritten):
+    what sqlite said of it where that is known (locked, damaged, read-only: pipeline.faults)."""
+    path = sqlite_path(tracking_uri)
+    fault = faults.explain(exc, tracking_uri, str(path.parent) if path else "")
+    if fault is not None:
+        return fault
     first_line = (redact.text(str(exc)).splitlines() or [""])[0][:300]
     return PipelineError(f"the MLflow store {redact.uri(tracking_uri)} could not be opened "
                          f"({type(exc).__name__}: {first_line}). It was left as it is; repair or move "
