@@ -3,6 +3,7 @@ a rerun completes, concurrent jobs build a cache entry once, secrets never reach
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -420,3 +421,38 @@ def test_a_store_whose_disk_fills_up_is_one_message_first_and_the_run_ends_faile
         assert len(errors) == 1, errors
         (run,) = cli.runs()
         assert run.info.status == "FAILED" and "database or disk is full" in run.data.tags["error"]
+
+
+def test_a_run_the_store_cannot_end_says_so_and_the_next_reaper_ends_it_with_its_cause(tmp_path):
+    """In-process: the store's folder goes read-only while a run fails, so the run cannot be ended
+    FAILED; then its process is made to look gone (the pid of one that has exited), and the next
+    reaper ends it FAILED with the cause its process left in the run dir, not KILLED as "no longer
+    exists"."""
+    from omegaconf import open_dict
+
+    from pipeline.hydra_ext.compose import compose as compose_job
+    from pipeline.tracking import reaper
+    from pipeline.tracking.provenance import process_tags
+    from pipeline.tracking.recorder import recording
+
+    uri = _store(tmp_path / "store" / "mlflow.db")
+    cfg = compose_job(["model=static", f"mlflow.tracking_uri={uri}", f"paths.outputs_dir={tmp_path}/outputs"])
+    with open_dict(cfg):
+        cfg.paths.run_dir = str(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    with contextlib.ExitStack() as store_read_only:  # from inside the run until after it ended
+        with pytest.raises(OSError) as failed, recording(cfg, process_tags() | {"hydra/output_dir": str(tmp_path / "run")}):
+            store_read_only.enter_context(read_only(tmp_path / "store"))
+            raise OSError(28, "No space left on device")  # the disk filled up, store included
+    (note,) = failed.value.__notes__
+    assert "could not be recorded FAILED in MLflow" in note and "stays RUNNING" in note
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("hnpipe").experiment_id])
+    assert run.info.status == "RUNNING"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    client.set_tag(run.info.run_id, reaper.PID, str(gone.pid))
+    assert reaper.reap(client, [run.info.experiment_id], "a test") == [run.info.run_id]
+    ended = client.get_run(run.info.run_id)
+    assert ended.info.status == "FAILED"
+    assert ended.data.tags["error"].startswith("OSError: [Errno 28] No space left on device (ended FAILED: its process")
