@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline import names
+from pipeline import names, pids
 
 # Tags the reaper reads (written by pipeline.tracking.provenance.process_tags).
 HOST, BOOT, PID, STARTED, JOB = "host/name", "host/boot_id", "host/pid", "host/started", "launcher/job_id"
@@ -47,15 +47,12 @@ def why_gone(tags: dict[str, str], host: str, boot: str) -> str | None:
     if tags.get(BOOT) != boot:
         return f"host {host} has rebooted since the run started"
     pid = int(tags[PID])
-    if not psutil.pid_exists(pid):
+    if not pids.alive(pid):
         return f"its process {pid} on host {host} no longer exists"
     started = float(tags.get(STARTED, "inf"))
     try:
-        process = psutil.Process(pid)
-        if process.create_time() > started + 1:
+        if psutil.Process(pid).create_time() > started + 1:
             return f"its process {pid} on host {host} is gone (the pid now belongs to a newer process)"
-        if process.status() == psutil.STATUS_ZOMBIE:  # killed, not yet collected by its parent (a launcher)
-            return f"its process {pid} on host {host} has ended (killed)"
     except psutil.NoSuchProcess:
         return f"its process {pid} on host {host} no longer exists"
     return None
