@@ -387,8 +387,9 @@ def test_params_mask_a_password_in_the_query_string_of_any_uri():
     assert SECRET not in str(params)
 
 
-def test_cfg_job_prints_the_config_with_secrets_masked(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline", "--cfg", "job", f"+api_token={SECRET}",
+@pytest.mark.parametrize("show", [["--cfg", "job"], ["--info", "config"]], ids=["cfg_job", "info_config"])
+def test_cfg_job_and_info_config_print_the_config_with_secrets_masked(tmp_path, show):
+    result = subprocess.run([sys.executable, "-m", "pipeline", *show, f"+api_token={SECRET}",
                              f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db"],
                             cwd=ROOT, env=Cli(tmp_path, tmp_path).env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
