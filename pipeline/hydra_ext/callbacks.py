@@ -5,6 +5,7 @@ when the last job has finished, with report=true)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import subprocess
 import sys
@@ -230,7 +231,8 @@ class SweepParentRun(Callback):
         from pipeline.tracking import sweeps
 
         if self.parent is not None:
-            sweeps.stop_jobs(self.parent)
+            with contextlib.suppress(Exception):  # in a signal handler: the store failing must not hide
+                sweeps.stop_jobs(self.parent)  # the interrupt; the reaper ends what is left at exit
 
     def _end_if_stopped(self) -> None:
         from pipeline.tracking import sweeps
