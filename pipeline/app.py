@@ -2,16 +2,15 @@
 
 Hydra's globals are read here and nowhere below: the driver gets the config and
 the resolved hardware, the recorder the tags. Every way a job can end is one
-paragraph on the terminal: bad input and a full disk exit 2, Ctrl-C and SIGTERM
-exit 130 with the run ended KILLED.
+paragraph on the terminal: bad input and a fault of the machine (a full disk, a
+locked or damaged store: pipeline.faults) exit 2, Ctrl-C and SIGTERM exit 130 with
+the run ended KILLED.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -19,15 +18,12 @@ from omegaconf import DictConfig
 
 from pipeline import names, parallel, progress, redact, terminal
 from pipeline.config.rules import validate
-from pipeline.errors import PipelineError, reported
+from pipeline.errors import PipelineError, exit_interrupted, reported
 from pipeline.preflight import preflight
 from pipeline.stages.stage import resolved
 from pipeline.tracking import quiet_mlflow
 
 log = logging.getLogger("pipeline")
-EXIT_INTERRUPTED = 130
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_DISK_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "database or disk is full")
 
 
 def _hydra_tags() -> dict[str, str]:
@@ -54,18 +50,6 @@ def _scrub_hydra_copies() -> None:
     sweep_dir = _sweep_dir()
     if sweep_dir is not None and sweep_dir.is_dir():
         redact.scrub_yaml_files(sweep_dir)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether `exc`, or what caused it, is the disk (or a file-size limit) refusing a write."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
-            return True
-        if any(words in str(seen) for words in _DISK_FULL_WORDS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _run(cfg: DictConfig, hardware, tags: dict[str, str]) -> float | tuple[float, ...] | None:
@@ -172,17 +156,8 @@ def _job(cfg: DictConfig) -> float | tuple[float, ...] | None:
 def main(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Run (or plan, or skip as already finished) the job `cfg`; see the module docstring for exits."""
     _scrub_hydra_copies()
-    with reported():
+    with reported(cfg):
         try:
             return _job(cfg)
-        except KeyboardInterrupt:
-            print("interrupted (Ctrl-C or SIGTERM): the run, if one had started, is recorded KILLED.",
-                  file=sys.stderr, flush=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except Exception as exc:
-            if not _disk_full(exc):
-                raise
-            raise PipelineError(f"the disk refused a write ({redact.text(str(exc))[:300]}): free space under "
-                                f"paths.outputs_dir={cfg.paths.outputs_dir!r}, or point it (or HNPIPE_ROOT) at "
-                                "a disk with room. Finished runs and cache entries are intact; the next run "
-                                "rebuilds what this one could not finish.") from exc
+        except KeyboardInterrupt as exc:
+            exit_interrupted(exc)

@@ -6,12 +6,15 @@ import contextlib
 import os
 import sys
 import time
-from typing import Iterator
+from typing import Iterator, NoReturn
+
+from omegaconf import DictConfig
 
 from pipeline import redact
 
 # Exit code of every refused input or environment problem (Hydra's own errors included).
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports a SIGINT
 
 
 class PipelineError(Exception):
@@ -36,13 +39,33 @@ def exit_with_message(message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _noted(exc: BaseException, message: str) -> str:
+    """`message` and what was noted on `exc` on its way up (a run the store could not end)."""
+    return " ".join([message, *getattr(exc, "__notes__", ())])
+
+
+def exit_interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    """The one line of a stopped job or sweep (pipeline.signals made SIGTERM a KeyboardInterrupt)."""
+    print(_noted(exc, "interrupted (Ctrl-C or SIGTERM): the run, if one had started, is recorded KILLED."),
+          file=sys.stderr, flush=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 @contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Turn a PipelineError raised inside the block into one printed paragraph and exit 2."""
+def reported(cfg: DictConfig | None = None) -> Iterator[None]:
+    """Turn a PipelineError raised inside the block into one printed paragraph and exit 2; with the
+    job's `cfg`, a fault of the machine too (a full disk, a locked or damaged store: pipeline.faults)."""
     try:
         yield
     except PipelineError as exc:
-        exit_with_message(str(exc))
+        exit_with_message(_noted(exc, str(exc)))
+    except Exception as exc:
+        from pipeline import faults
+
+        fault = faults.explain(exc, cfg.mlflow.tracking_uri, cfg.paths.outputs_dir) if cfg is not None else None
+        if fault is None:
+            raise
+        exit_with_message(_noted(exc, str(fault)))
 
 
 def refused(key: str, value: object, allowed: str, hint: str = "") -> PipelineError:

@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from pipeline import pids, signals
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,14 @@ def init(device: str) -> None:
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     PartialState(cpu=cpu, timeout=TIMEOUT)
     _store().set(f"hnpipe/pid/{rank()}", f"{os.uname().nodename} {os.getpid()}")
+    signals.on_interrupt(_stopped_for_a_lost_peer)
+
+
+def _stopped_for_a_lost_peer() -> None:
+    """A launcher stops the other processes (torchrun: SIGTERM) as soon as one dies, often before
+    their next collective fails: that stop is the lost peer's PeerLost, not an interruption."""
+    if lost_peers():
+        raise PeerLost(peer_message("this run went on"))
 
 
 def backend() -> str:
@@ -193,15 +202,13 @@ class PeerLost(PipelineError):
 
 def lost_peers() -> list[int]:
     """The processes of this run on this host whose pid is gone (from the pids in the store)."""
-    import psutil
-
     here, gone = os.uname().nodename, list[int]()
     for other in range(world_size()):
         try:
             host, pid = _store().get(f"hnpipe/pid/{other}").decode().split()
         except Exception:  # the store itself is gone with process 0's launcher: nothing to name
             return gone
-        if host == here and not psutil.pid_exists(int(pid)):
+        if host == here and not pids.alive(int(pid)):
             gone.append(other)
     return gone
 
@@ -236,7 +243,7 @@ def peer_lost(doing: str) -> Iterator[None]:
     except Exception as exc:
         if not _is_peer_failure(exc):
             raise
-        raise PeerLost(peer_message(doing, str(exc).splitlines()[0][:200])) from exc
+        raise PeerLost(peer_message(doing)) from exc  # gloo's words ("Connection reset by peer") say less
 
 
 def _wait_for(key: str, what: str) -> str:

@@ -26,6 +26,7 @@ from pipeline.stages import docstrings, models, sources, test_sets, translations
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 _TIMEOUT_S = 5
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_HEADER_SIZE = 100
 
 
 def check_model(cfg: DictConfig) -> None:
@@ -56,19 +57,44 @@ def check_model(cfg: DictConfig) -> None:
 
 
 def _check_sqlite(uri: str, shown: str) -> None:
-    """An existing sqlite store file must be an SQLite database: never overwrite something else."""
-    path = Path(uri.split(":///", 1)[1].split("?", 1)[0]) if ":///" in uri else None
+    """An existing sqlite store file must be an SQLite database, whole, that this process can write
+    (sqlite writes a journal beside it): never overwrite something else, never start a run that could
+    not be recorded."""
+    from pipeline.tracking.store import sqlite_path
+
+    path = sqlite_path(uri)
     if path is None or not path.exists():
         return
     if path.is_dir():
         raise PipelineError(f"mlflow.tracking_uri={shown!r}: {path} is a directory, not an SQLite file. "
                             "Point the URI (or MLFLOW_TRACKING_URI) at a file.")
     with path.open("rb") as handle:
-        head = handle.read(len(_SQLITE_HEADER))
-    if head and head != _SQLITE_HEADER:
+        head = handle.read(_SQLITE_HEADER_SIZE)
+    if head and head[:len(_SQLITE_HEADER)] != _SQLITE_HEADER:
         raise PipelineError(f"mlflow.tracking_uri={shown!r}: {path} exists but is not an SQLite database "
                             f"(it starts with {head[:16]!r}); the pipeline will not overwrite it. Move it "
                             "away, or set MLFLOW_TRACKING_URI to another store.")
+    if head and _truncated(head, path.stat().st_size):
+        raise PipelineError(f"mlflow.tracking_uri={shown!r}: {path} is truncated ({path.stat().st_size:,} bytes, "
+                            "shorter than its header says: a copy cut short, or a full disk); it was left as it "
+                            "is. Restore a whole copy, or move it away (the next run starts a new store), or set "
+                            "MLFLOW_TRACKING_URI to another store.")
+    for needed in (path, path.parent):
+        if not os.access(needed, os.W_OK):
+            raise PipelineError(f"mlflow.tracking_uri={shown!r}: {needed} is read-only, and every run writes to "
+                                "the store (sqlite also writes a journal beside the file). Make the file and its "
+                                "folder writable, or set MLFLOW_TRACKING_URI to a store you can write.")
+
+
+def _truncated(header: bytes, size: int) -> bool:
+    """Whether an SQLite file is shorter than the page count its header records (which is valid
+    when the two change counters agree: https://www.sqlite.org/fileformat.html)."""
+    if len(header) < _SQLITE_HEADER_SIZE:
+        return True
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    return header[24:28] == header[92:96] and size < page_size * pages
 
 
 def _check_driver(uri: str, shown: str) -> None:
@@ -123,18 +149,23 @@ def check_tracking(uri: str, timeout_s: float = _TIMEOUT_S) -> None:
         _check_server(uri, shown, timeout_s)
 
 
-def check_writable(outputs_dir: str) -> None:
-    """Runs, cache and the sqlite store all go under outputs_dir."""
-    path = Path(outputs_dir)
+def check_writable(folder: str, key: str = "paths.outputs_dir") -> None:
+    """A folder the run writes to (`key` sets it; runs, cache and the sqlite store all go under
+    paths.outputs_dir, each in a folder of its own) can be made and written: probed in it, or in the
+    nearest folder above it that exists, which is left as it was."""
+    path = Path(folder).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = f"{key}={folder!r}" if existing == path else f"{key}={folder!r}: {existing}"
+        raise PipelineError(f"{where} is a file, and the pipeline needs a folder there: move the file away, "
+                            f"or set {key}=/another/dir (or HNPIPE_ROOT).")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
+        probe = existing / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise PipelineError(f"paths.outputs_dir={outputs_dir!r} is not writable ({exc.strerror}): "
-                            "choose another with paths.outputs_dir=/writable/dir or "
-                            "HNPIPE_ROOT.") from exc
+        raise PipelineError(f"{key}={folder!r} is not writable ({exc.strerror}: {existing}): make it writable, "
+                            f"or choose another with {key}=/writable/dir or HNPIPE_ROOT.") from exc
 
 
 def check_source(cfg: DictConfig, group_column: str | None) -> None:
@@ -167,6 +198,9 @@ def preflight(cfg: DictConfig) -> None:
     """Run every check (the outputs dir first: a Hydra callback checks it too, before Hydra makes
     the run dir)."""
     check_writable(cfg.paths.outputs_dir)
+    check_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    if cfg.mlflow.tracking_uri.startswith("sqlite:"):  # its artifacts go there (a server keeps its own)
+        check_writable(cfg.mlflow.artifact_root, "mlflow.artifact_root")
     if cfg.eval.test is not None:
         test_sets.check(cfg.eval.test)
     check_model(cfg.model)

@@ -155,12 +155,17 @@ class Stage:
 
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[Stage]:
-    """One line as stage `name` starts, one as it ends, with its wall time (and what stopped it)."""
+    """One line as stage `name` starts, one as it ends, with its wall time (and what stopped it).
+    In a multi-process run, a collective of the stage that fails because another process died
+    (torch's own, inside training, too) is that process's PeerLost (pipeline.parallel.peer_lost)."""
+    from pipeline import parallel
+
     current = Stage(name)
     log.info("%s: started", name)
     start = time.monotonic()
     try:
-        yield current
+        with parallel.peer_lost(f"the {name} stage ran"):
+            yield current
     except BaseException as exc:
         log.info("%s: stopped after %s (%s)", name, clock(time.monotonic() - start), type(exc).__name__)
         raise

@@ -4,7 +4,11 @@ Python runs a signal handler between two bytecodes of the main thread, wherever 
 that is inside a weakref callback or a __del__, the handler's KeyboardInterrupt is printed
 as "Exception ignored" and dropped, and the run would go on to the end. So the signal is
 remembered: progress.Progress.update (every training step, every encoded batch) raises it
-again, and the dropped one is not printed.
+again, and the dropped one is not printed. A second signal while the process is already
+stopping raises nothing: it would cut short the ending of the run (kill -9 still stops it).
+
+Hooks (on_interrupt) run on the first signal, before the KeyboardInterrupt: a sweep's parent
+process uses one to stop its jobs' processes, which a launcher would otherwise kill -9.
 """
 
 from __future__ import annotations
@@ -12,19 +16,30 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import Callable
 
-_received: list[int] = []  # the SIGTERM, once it came: the process is to stop
+_received: list[int] = []  # the signal, once it came: the process is to stop
+_hooks: list[Callable[[], None]] = []
 
 
 def _interrupt(signum, frame) -> None:
+    if _received:
+        return  # already stopping; the checkpoints raise it again
     _received.append(signum)
+    for hook in _hooks:
+        hook()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def raise_if_interrupted() -> None:
-    """Raise the SIGTERM's KeyboardInterrupt again (a checkpoint of long work)."""
+    """Raise the signal's KeyboardInterrupt again (a checkpoint of long work)."""
     if _received:
         raise KeyboardInterrupt(f"signal {_received[0]}")
+
+
+def on_interrupt(hook: Callable[[], None]) -> None:
+    """Run `hook` on the first SIGINT or SIGTERM, before this process unwinds."""
+    _hooks.append(hook)
 
 
 def _quiet(default_hook):
@@ -38,7 +53,9 @@ def _quiet(default_hook):
 
 
 def raise_keyboard_interrupt_on_sigterm() -> None:
+    """SIGTERM and Ctrl-C (SIGINT) both raise KeyboardInterrupt once, after the hooks."""
     if threading.current_thread() is threading.main_thread():  # the only thread allowed to
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         if not getattr(sys.unraisablehook, "quiet_sigterm", False):
             sys.unraisablehook = _quiet(sys.unraisablehook)

@@ -13,6 +13,7 @@ from pipeline.names import CHUNK_BUDGET_CHOSEN, CHUNK_BUDGET_HOW, MODEL_LOAD, WA
 from pipeline.progress import clock
 from pipeline.result import RunResult
 from pipeline.tracking.provenance import PROJECT
+from pipeline.tracking.store import sqlite_path
 
 # (row label, time metric, cache stage whose hit tag applies); mining's time includes embedding's.
 _STAGES = [("split", "time/split_s", "split"), ("mine", "time/mine_s", "mine"),
@@ -56,10 +57,9 @@ def how_to_open(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"{redact.uri(tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     page = f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
-    if tracking_uri.startswith("sqlite:///"):
-        store = Path(tracking_uri.split(":///", 1)[1].split("?", 1)[0]).resolve()
-        if store == PROJECT / "outputs" / "mlflow.db":
-            return f"make ui, then {page}"
+    store = sqlite_path(tracking_uri)
+    if store is not None and store.resolve() == PROJECT / "outputs" / "mlflow.db":
+        return f"make ui, then {page}"
     return f"mlflow ui --backend-store-uri {redact.uri(tracking_uri)} --port 5000, then {page}"
 
 

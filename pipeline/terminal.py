@@ -17,7 +17,10 @@ _LIBRARY_LOGGERS = ("mlflow", "alembic", "sqlalchemy.engine", "huey", "datasets"
 
 
 class OursAndErrors(logging.Filter):
-    """Lets through records of the named loggers (and their children), and errors from anyone."""
+    """Lets through records of the named loggers (and their children), and errors from anyone,
+    except a library's error logged with its traceback (MLflow logs each failed database call so):
+    that exception goes on to the pipeline's one error path, which prints it as one message, and
+    the traceback is in the log file."""
 
     def __init__(self, ours: list[str], others_level: str = "ERROR"):
         super().__init__()
@@ -25,8 +28,9 @@ class OursAndErrors(logging.Filter):
         self.others_level = logging.getLevelName(others_level)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.others_level or any(
-            record.name == name or record.name.startswith(name + ".") for name in self.ours)
+        if any(record.name == name or record.name.startswith(name + ".") for name in self.ours):
+            return True
+        return record.levelno >= self.others_level and not record.exc_info
 
 
 class Redacted(logging.Filter):

@@ -3,6 +3,7 @@ real Hydra composition. Fixtures that use them live in conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -26,6 +27,54 @@ CONF = ROOT / "conf"
 # model in MLflow (tests that check the model logging ask for it).
 FAST = ["model=static", "train.max_steps=6", "train.batch_size=16", "train.logging_steps=2",
         "eval=final", "eval.test_distractors=200", "data.max_rows=800", "mlflow.log_model=false"]
+
+
+def _mount(*args: str) -> None:
+    """mount(8) as root, or skip: the test needs what only a mount makes real for root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    result = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"mount {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """`path` (a file or a folder) read-only for this process and its children: its mode for a
+    user; for root, whom modes do not stop, a read-only bind mount of it."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    _mount("--bind", str(path), str(path))
+    try:
+        _mount("-o", "remount,bind,ro", str(path))
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str):
+    """A tmpfs of `size` (e.g. 4m) mounted at `path`, which fills up as a real disk does (root only:
+    skipped otherwise, with the reason)."""
+    path.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill the filesystem of `folder` but for `leave` bytes."""
+    stats = os.statvfs(folder)
+    with open(folder / "filler", "wb") as handle:
+        handle.write(b"\0" * (stats.f_bavail * stats.f_frsize - leave))
 
 
 class Cli:

@@ -242,7 +242,7 @@ CASES = [
      ["mlflow.log_system_metrics='sometimes'", "true or false"]),
     ("experiment_name_empty", lambda t: ["mlflow.experiment_name=''"], ["mlflow.experiment_name=''", "non-empty"]),
     ("outputs_dir_unwritable", lambda t: ["paths.outputs_dir=/etc/passwd/outputs"],
-     ["paths.outputs_dir=", "not writable"]),
+     ["paths.outputs_dir=", "/etc/passwd is a file", "needs a folder"]),
     ("tracking_uri_unknown_scheme", lambda t: ["mlflow.tracking_uri=foo://bar"],
      ["unknown scheme 'foo'", "sqlite"]),
     ("tracking_server_down", lambda t: ["mlflow.tracking_uri=http://127.0.0.1:9"],
@@ -387,8 +387,9 @@ def test_params_mask_a_password_in_the_query_string_of_any_uri():
     assert SECRET not in str(params)
 
 
-def test_cfg_job_prints_the_config_with_secrets_masked(tmp_path):
-    result = warm.run([sys.executable, "-m", "pipeline", "--cfg", "job", f"+api_token={SECRET}",
+@pytest.mark.parametrize("show", [["--cfg", "job"], ["--info", "config"]], ids=["cfg_job", "info_config"])
+def test_cfg_job_and_info_config_print_the_config_with_secrets_masked(tmp_path, show):
+    result = warm.run([sys.executable, "-m", "pipeline", *show, f"+api_token={SECRET}",
                              f"mlflow.tracking_uri=postgresql://me:{SECRET}@localhost/db"],
                             cwd=ROOT, env=Cli(tmp_path, tmp_path).env(), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

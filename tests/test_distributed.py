@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -123,3 +124,30 @@ def test_a_slurm_task_gets_the_environment_torchrun_would_give_it(tmp_path):
                  "#SBATCH --partition=gpu"):
         assert line in script
     assert "srun" in script
+
+
+def test_a_process_that_dies_is_one_line_from_process_0_and_the_run_ends_failed_saying_so(cli, tmp_path):
+    marker = f"killed-rank-{uuid.uuid4().hex[:8]}"
+    args = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "pipeline", *TINY, f"preset={marker}",
+            f"paths.cache_dir={tmp_path / 'cache'}", "k=0", "train.max_steps=100000"]
+    with open(tmp_path / "launch.log", "w") as log:
+        launch = subprocess.Popen(args, cwd=ROOT, env=cli.env(HNPIPE_PROGRESS_EVERY="0.5"), stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "] train: " not in (tmp_path / "launch.log").read_text():  # the periodic progress line
+            assert launch.poll() is None and time.monotonic() < deadline, (tmp_path / "launch.log").read_text()[-3000:]
+            time.sleep(0.5)
+        (rank_1,) = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
+                     and p.environ().get("RANK") == "1" and p.pid != launch.pid]
+        rank_1.kill()
+        launch.wait(timeout=300)
+    finally:
+        launch.kill()
+    out = (tmp_path / "launch.log").read_text()
+    assert launch.returncode != 0
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "process 1 of 2 stopped" in errors[0], out[-5000:]
+    assert "Connection reset by peer" not in out and "/pipeline/" not in out, out[-5000:]
+    (run,) = cli.runs()
+    assert run.info.status == "FAILED" and "process 1 of 2 stopped" in run.data.tags["error"]

@@ -3,6 +3,7 @@ a rerun completes, concurrent jobs build a cache entry once, secrets never reach
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -18,7 +19,7 @@ import mlflow
 import pytest
 
 import warm
-from helpers import FAST, ROOT, write_jsonl
+from helpers import FAST, ROOT, compose, fill, read_only, small_filesystem, write_jsonl
 from pipeline.cache import StageCache
 
 # Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
@@ -50,7 +51,7 @@ def _start(cli, overrides: list[str], **env: str) -> subprocess.Popen:
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert proc.poll() is None, proc.stdout.read()[-3000:] if proc.stdout else f"exited {proc.returncode}"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
 
@@ -268,3 +269,192 @@ def _answers(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_joblib_sweep_leaves_no_run_running(cli, tmp_path, signum):
+    """The signal goes to the sweep's process only (kill, or a scheduler): its jobs run in joblib's
+    worker processes, which the launcher kills -9 as the sweep unwinds, unless the sweep stops
+    them first."""
+    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2", "k=0,1", "train.max_steps=100000"]
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # sweep.json appears once the store and the parent run exist; then wait for both child runs.
+        _wait_for(lambda: any(cli.root.glob("outputs/multirun/*/*/sweep.json")) and len(cli.all_runs()) == 3, proc)
+        time.sleep(1)
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    log = (tmp_path / "sweep.log").read_text()
+    assert proc.returncode == 130, log[-3000:]
+    assert "Traceback" not in log and "interrupted (Ctrl-C or SIGTERM)" in log
+    runs = cli.all_runs()
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}, [(r.info.status, r.data.tags) for r in runs]
+    assert all("interrupted" in r.data.tags["error"] for r in cli.runs())
+
+
+def test_a_held_store_lock_is_named_while_waited_on_and_given_up_on_with_one_message(tmp_path, monkeypatch, caplog):
+    """This process holds the store's lock the way another run creating the store would."""
+    from pipeline.errors import PipelineError
+    from pipeline.tracking import store
+
+    monkeypatch.setattr(store, "_LOCK_NOTICE_S", 0.5)
+    monkeypatch.setattr(store, "_LOCK_WAIT_S", 2.0)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    started = time.monotonic()
+    with store._store_lock(uri), pytest.raises(PipelineError) as refused:
+        store.client(uri)
+    assert 2.0 <= time.monotonic() - started < 10
+    lock, holder = f"{tmp_path}/mlflow.db.lock", f"process {os.getpid()} on host {socket.gethostname()}"
+    (waiting,) = [r.getMessage() for r in caplog.records if "waiting for the MLflow store's lock" in r.getMessage()]
+    assert lock in waiting and holder in waiting
+    assert lock in str(refused.value) and holder in str(refused.value) and "more than 2 s" in str(refused.value)
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was created behind the holder's back
+
+
+def _store(db: Path) -> str:
+    """A real MLflow store at `db`, created and migrated, with no run in it: its tracking URI."""
+    from pipeline.tracking import store
+
+    uri = f"sqlite:///{db}"
+    store.client(uri)
+    return uri
+
+
+def _refusal(check, *args) -> str:
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError) as refused:
+        check(*args)
+    return str(refused.value)
+
+
+class TestStoreAndOutputsFaults:
+    """Each is one message naming the path and what to do; a store fault is found before a run starts
+    where it can be (preflight), else it goes through the one error path (pipeline.faults)."""
+
+    def test_a_truncated_store_is_refused_and_left_as_it_is(self, tmp_path):
+        from pipeline.preflight import check_tracking
+
+        db = tmp_path / "mlflow.db"
+        uri = _store(db)
+        check_tracking(uri)  # whole: accepted
+        db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+        message = _refusal(check_tracking, uri)
+        assert f"{db} is truncated" in message and "Restore a whole copy" in message
+        assert db.stat().st_size > 0
+
+    def test_a_damaged_store_says_so_and_what_to_do(self, tmp_path):
+        from pipeline.tracking import store
+
+        db = tmp_path / "mlflow.db"
+        uri = _store(db)
+        data = bytearray(db.read_bytes())
+        data[4096:] = b"\xa5" * (len(data) - 4096)  # every page but the first overwritten: same size
+        db.write_bytes(bytes(data))
+        message = _refusal(store.client, uri + "?damaged")  # another URI: MLflow keeps opened stores
+        assert f"the MLflow store {db} is damaged" in message and "restore a copy" in message
+
+    def test_a_read_only_store_file_is_refused_before_a_run(self, tmp_path):
+        from pipeline.preflight import check_tracking
+
+        db = tmp_path / "store" / "mlflow.db"
+        uri = _store(db)
+        with read_only(db):
+            message = _refusal(check_tracking, uri)
+        assert f"{db} is read-only" in message and "MLFLOW_TRACKING_URI" in message
+
+    def test_a_file_as_the_cache_and_a_read_only_artifacts_folder_are_refused(self, tmp_path):
+        from pipeline.preflight import preflight
+
+        outputs = tmp_path / "outputs"
+        cfg = compose(["model=static", f"paths.outputs_dir={outputs}", f"mlflow.tracking_uri={_store(tmp_path / 'mlflow.db')}"])
+        outputs.mkdir()
+        (outputs / "cache").write_text("not a folder")
+        message = _refusal(preflight, cfg)
+        assert f"paths.cache_dir='{outputs}/cache' is a file" in message and "move the file away" in message
+        (outputs / "cache").unlink()
+        (outputs / "mlartifacts").mkdir()
+        with read_only(outputs / "mlartifacts"):
+            message = _refusal(preflight, cfg)
+        assert f"mlflow.artifact_root='{outputs}/mlartifacts' is not writable" in message
+
+    def test_read_only_run_folders_are_one_message_and_no_run(self, cli):
+        runs = cli.root / "outputs" / "runs"
+        runs.mkdir(parents=True)
+        with read_only(runs):
+            result = cli("k=0")
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and f"{runs}" in result.stderr and "not writable" in result.stderr
+        assert result.stderr.count("error:") == 1
+
+    def test_a_store_locked_by_another_writer_is_one_message_and_no_run_left_running(self, cli, tmp_path):
+        import sqlite3
+
+        mlflow.MlflowClient(cli.tracking_uri).create_experiment("hnpipe")
+        holder = sqlite3.connect(cli.tracking_uri.split(":///", 1)[1], isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another writer, mid-transaction
+        try:
+            result = cli("k=0")
+        finally:
+            holder.rollback()
+            holder.close()
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+        assert "is locked by another writer" in result.stderr and cli.tracking_uri.split(":///", 1)[1] in result.stderr
+        assert all(run.info.status != "RUNNING" for run in cli.all_runs())
+
+
+def test_a_store_whose_disk_fills_up_is_one_message_first_and_the_run_ends_failed(cli, tmp_path):
+    """The store on a 4 MB tmpfs filled up but for 100 kB: the run starts, and its metrics do not fit."""
+    with small_filesystem(tmp_path / "small", "4m") as small:
+        cli.tracking_uri = _store(small / "mlflow.db")  # created first, so what is left is known
+        fill(small, leave=100 * 1024)
+        result = cli("k=0")
+        (small / "filler").unlink()
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines()
+                  if line.startswith("error:") or "Error" in line or "disk is full" in line]
+        assert errors[0].startswith(f"error: the disk refused a write to {small}/mlflow.db"), errors
+        assert len(errors) == 1, errors
+        (run,) = cli.runs()
+        assert run.info.status == "FAILED" and "database or disk is full" in run.data.tags["error"]
+
+
+def test_a_run_the_store_cannot_end_says_so_and_the_next_reaper_ends_it_with_its_cause(tmp_path):
+    """In-process: the store's folder goes read-only while a run fails, so the run cannot be ended
+    FAILED; then its process is made to look gone (the pid of one that has exited), and the next
+    reaper ends it FAILED with the cause its process left in the run dir, not KILLED as "no longer
+    exists"."""
+    from omegaconf import open_dict
+
+    from pipeline.hydra_ext.compose import compose as compose_job
+    from pipeline.tracking import reaper
+    from pipeline.tracking.provenance import process_tags
+    from pipeline.tracking.recorder import recording
+
+    uri = _store(tmp_path / "store" / "mlflow.db")
+    cfg = compose_job(["model=static", f"mlflow.tracking_uri={uri}", f"paths.outputs_dir={tmp_path}/outputs"])
+    with open_dict(cfg):
+        cfg.paths.run_dir = str(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    with contextlib.ExitStack() as store_read_only:  # from inside the run until after it ended
+        with pytest.raises(OSError) as failed, recording(cfg, process_tags() | {"hydra/output_dir": str(tmp_path / "run")}):
+            store_read_only.enter_context(read_only(tmp_path / "store"))
+            raise OSError(28, "No space left on device")  # the disk filled up, store included
+    (note,) = failed.value.__notes__
+    assert "could not be recorded FAILED in MLflow" in note and "stays RUNNING" in note
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("hnpipe").experiment_id])
+    assert run.info.status == "RUNNING"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    client.set_tag(run.info.run_id, reaper.PID, str(gone.pid))
+    assert reaper.reap(client, [run.info.experiment_id], "a test") == [run.info.run_id]
+    ended = client.get_run(run.info.run_id)
+    assert ended.info.status == "FAILED"
+    assert ended.data.tags["error"].startswith("OSError: [Errno 28] No space left on device (ended FAILED: its process")

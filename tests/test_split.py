@@ -123,3 +123,30 @@ def test_aligned_split_honours_the_caps(rows):
     parts = split_rows(rows, _cfg(max_test=20, max_dev=5), seed=1, aligned=True)
     assert len(parts["test"]) == 20 and len(parts["dev"]) == 5
     assert sum(map(len, parts.values())) == len({(r["anchor"], r["positive"]) for r in rows})
+
+
+def test_a_text_far_longer_than_the_model_reads_is_a_warning_tag_not_silence(tmp_path):
+    """One cell of 30 MB made evaluation ~10x slower: the split stage says so (tag and summary)."""
+    from pathlib import Path
+
+    from helpers import compose, write_jsonl
+    from pipeline.result import RunResult
+    from pipeline.stages import split
+    from pipeline.stages.stage import Context
+
+    rows = [{"anchor": f"how do I do thing {i}", "positive": f"thing_{i}()"} for i in range(60)]
+    rows[7]["positive"] = "word " * 1_000  # 5,000 characters: past 100x max_seq_length=32
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    cfg = compose(["model=static", "model.max_seq_length=32", "data=files", f"data.path={data}",
+                   f"paths.cache_dir={tmp_path / 'cache'}"])
+    result = RunResult(Path(tmp_path))
+    split.run(Context(cfg, None, result))
+    warning = result.tags["warning/long_texts"]
+    assert "1 text(s) longer than 3,200 characters (the longest: 5,000)" in warning
+    assert "model.max_seq_length=32" in warning and "Cut such texts" in warning
+
+    rows[7]["positive"] = "word " * 600  # 3,000 characters: within the limit, no warning
+    write_jsonl(data, rows)
+    quiet = RunResult(Path(tmp_path))
+    split.run(Context(cfg, None, quiet))
+    assert "warning/long_texts" not in quiet.tags

@@ -5,6 +5,7 @@ when the last job has finished, with report=true)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pipeline.errors import PipelineError, reported
 from pipeline.hydra_ext.errors import describe
 from pipeline.hydra_ext.launch import check_launcher
 from pipeline.preflight import check_writable, preflight
-from pipeline.signals import raise_keyboard_interrupt_on_sigterm
+from pipeline.signals import on_interrupt, raise_keyboard_interrupt_on_sigterm
 from pipeline.terminal import route_library_output
 from pipeline.tracking import quiet_mlflow
 from pipeline.tracking.provenance import code_tags, process_tags
@@ -79,15 +80,18 @@ class DistributedRun(Callback):
 
 
 class CheckOutputsDir(Callback):
-    """Refuse an unwritable outputs dir with a message, not Hydra's mkdir traceback."""
+    """Refuse an unwritable outputs dir, or folder of run dirs, with a message, not Hydra's mkdir
+    traceback (Hydra makes the run dir right after this)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         with reported():
             check_writable(config.paths.outputs_dir)
+            check_writable(str(Path(config.hydra.run.dir).parent), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         with reported():
             check_writable(config.paths.outputs_dir)
+            check_writable(str(Path(config.hydra.sweep.dir).parent), "hydra.sweep.dir")
 
 
 _LISTING = ("hydra_plugins.hnpipe_sweeper.DedupSweeper", "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
@@ -205,8 +209,10 @@ class SweepParentRun(Callback):
         tags = {names.SWEEP_LAUNCHER: config.hydra.runtime.choices["hydra/launcher"],
                 names.SWEEP_OVERRIDES: redact.text(" ".join(f"{k}={v}" for k, v in swept.items())),
                 names.PRESET: str(config.preset)} | code_tags() | process_tags()
-        self.parent = sweeps.open_parent(config.mlflow, Path(config.hydra.sweep.dir), tags,
-                                         {str(key): redact.text(str(value)) for key, value in swept.items()})
+        with reported(config):  # the store locked, damaged or on a full disk: one message, no sweep
+            self.parent = sweeps.open_parent(config.mlflow, Path(config.hydra.sweep.dir), tags,
+                                             {str(key): redact.text(str(value)) for key, value in swept.items()})
+        on_interrupt(self._stop_jobs)
         atexit.register(self._end_if_stopped)
         log.info("sweep %s: parent run %s in experiment %s", self.parent.sweep_id, self.parent.run_id,
                  config.mlflow.experiment_name)
@@ -215,10 +221,18 @@ class SweepParentRun(Callback):
         from pipeline.tracking import sweeps
 
         if self.parent is not None:
-            sweeps.finish_parent(self.parent)
+            with reported(config):
+                sweeps.finish_parent(self.parent)
             if config.get("report"):
                 _report(config, self.parent.sweep_id)
             self.parent = None
+
+    def _stop_jobs(self) -> None:
+        from pipeline.tracking import sweeps
+
+        if self.parent is not None:
+            with contextlib.suppress(Exception):  # in a signal handler: the store failing must not hide
+                sweeps.stop_jobs(self.parent)  # the interrupt; the reaper ends what is left at exit
 
     def _end_if_stopped(self) -> None:
         from pipeline.tracking import sweeps

@@ -16,7 +16,7 @@ from omegaconf.errors import ValidationError
 
 from pipeline.config.declare import type_refusal
 from pipeline.config.keys import unknown_key_message
-from pipeline.errors import exit_with_message
+from pipeline.errors import exit_interrupted, exit_with_message
 
 
 def describe(exc: HydraException) -> str:
@@ -46,7 +46,8 @@ def describe(exc: HydraException) -> str:
 
 
 def install() -> None:
-    """Route Hydra's errors through `describe`.
+    """Route Hydra's errors through `describe`, and a sweep stopped by Ctrl-C or SIGTERM (its jobs in
+    other processes) to the one line a stopped job prints.
 
     Hydra reports errors in hydra._internal.utils.run_and_report, a private function of the
     pinned hydra-core 1.3.8; its own handling stays for everything that is not a Hydra error."""
@@ -62,6 +63,8 @@ def install() -> None:
                 if os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 exit_with_message(describe(exc))
+            except KeyboardInterrupt as exc:
+                exit_interrupted(exc)
         return original(translated)
 
     hydra_utils.run_and_report = run_and_report

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline import names
 from pipeline.cache import stage_key
 from pipeline.errors import PipelineError, refused
 from pipeline.stages import sources
 from pipeline.stages.sources import load_pairs
 from pipeline.stages.stage import Context, Stage, resolved
+
+log = logging.getLogger(__name__)
 
 VERSION = "2"
 SPLITS = ("train", "dev", "test")
@@ -126,7 +130,30 @@ def run(ctx: Context):
     ctx.add(json.loads((entry.path / "stats.json").read_text()) | {"time/split_s": seconds})
     splits = load(entry.path)
     ctx.add_input("dev", splits["dev"], part_digest(ctx, "dev"))
+    _warn_long_texts(ctx, splits)
     return splits
+
+
+# A text this many times model.max_seq_length characters long holds far more than the model reads.
+_LONG_TEXT_CHARS_PER_TOKEN = 100
+
+
+def _warn_long_texts(ctx: Context, splits) -> None:
+    """Warn (tag warning/long_texts, and the summary) of texts far longer than the model reads: the
+    tokenizer reads each whole before it truncates, every time the text is encoded (mining, each
+    evaluation, training), so one 30 MB cell makes evaluation ~10x slower. They are not cut here:
+    the data is the user's, and a cut changes neither the model's input nor the cache."""
+    limit = _LONG_TEXT_CHARS_PER_TOKEN * ctx.cfg.model.max_seq_length
+    lengths = [len(text) for part in splits.values() for column in ("anchor", "positive") for text in part[column]]
+    long = [length for length in lengths if length > limit]
+    if not long:
+        return
+    message = (f"the data holds {len(long)} text(s) longer than {limit:,} characters (the longest: {max(long):,}): "
+               f"the model reads only the first model.max_seq_length={ctx.cfg.model.max_seq_length} tokens of each, "
+               "but the tokenizer reads each whole every time it is encoded (mining, every evaluation, training), "
+               "which can make the run many times slower. Cut such texts in the data.")
+    log.warning(message)
+    ctx.add(tags={names.warning("long_texts"): message})
 
 
 def part_digest(ctx: Context, part: str) -> str:

@@ -11,15 +11,20 @@ never touched on a pid's evidence.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
-from pipeline import names
+from pipeline import names, pids
 
 # Tags the reaper reads (written by pipeline.tracking.provenance.process_tags).
 HOST, BOOT, PID, STARTED, JOB = "host/name", "host/boot_id", "host/pid", "host/started", "launcher/job_id"
+# Where a run's process leaves how it ended when the store would not take it (pipeline.tracking.recorder).
+CAUSE_FILE = "run_end.json"
 
 
 def _slurm_job_gone(job: str) -> bool:
@@ -42,7 +47,7 @@ def why_gone(tags: dict[str, str], host: str, boot: str) -> str | None:
     if tags.get(BOOT) != boot:
         return f"host {host} has rebooted since the run started"
     pid = int(tags[PID])
-    if not psutil.pid_exists(pid):
+    if not pids.alive(pid):
         return f"its process {pid} on host {host} no longer exists"
     started = float(tags.get(STARTED, "inf"))
     try:
@@ -53,8 +58,19 @@ def why_gone(tags: dict[str, str], host: str, boot: str) -> str | None:
     return None
 
 
+def _cause(tags: dict[str, str]) -> tuple[str, str] | None:
+    """(status, error) the run's process wrote to its run dir when the store refused them (a full
+    disk), so the cause is not lost to "its process no longer exists"."""
+    path = Path(tags.get(names.HYDRA_OUTPUT_DIR, "/nonexistent"), CAUSE_FILE)
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        cause = json.loads(path.read_text())
+        return str(cause["status"]), str(cause["error"])
+    return None
+
+
 def reap(client, experiment_ids: list[str], found_by: str) -> list[str]:
-    """End every provably orphaned RUNNING run of these experiments KILLED; the ids it ended."""
+    """End every provably orphaned RUNNING run of these experiments KILLED (or as its process had
+    meant to end it, with its error, where it left that in its run dir); the ids it ended."""
     from pipeline.tracking.provenance import boot_id
 
     host, boot = socket.gethostname(), boot_id()
@@ -63,8 +79,10 @@ def reap(client, experiment_ids: list[str], found_by: str) -> list[str]:
         reason = why_gone(run.data.tags, host, boot)
         if reason is None:
             continue
-        client.set_tag(run.info.run_id, names.ERROR, f"ended KILLED: {reason}")
+        status, error = _cause(run.data.tags) or ("KILLED", "")
+        client.set_tag(run.info.run_id, names.ERROR, f"{error + ' (' if error else ''}ended {status}: {reason}"
+                                                     f"{')' if error else ''}")
         client.set_tag(run.info.run_id, names.REAPED, f"{found_by} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        client.set_terminated(run.info.run_id, "KILLED")
+        client.set_terminated(run.info.run_id, status)
         ended.append(run.info.run_id)
     return ended

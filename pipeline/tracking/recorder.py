@@ -79,18 +79,25 @@ def _log_file(path: Path | None) -> None:
         mlflow.log_artifact(str(path))
 
 
-def _end(status: str, error: str, log_file: Path | None) -> None:
-    """End the active run; if the store itself cannot be written (a full disk), say so and go on:
-    the next run's reaper ends it once its process is gone."""
+def _end(status: str, error: str, log_file: Path | None, exc: BaseException, run_dir: Path) -> None:
+    """End the active run `status`, `error` as its tag. If the store itself cannot be written (a
+    full disk), a note on `exc` says so, which its one message ends with (the cause comes first),
+    and the cause goes to the run dir if it fits there, where the reaper that ends this run once
+    its process is gone finds it (pipeline.tracking.reaper.CAUSE_FILE)."""
     import mlflow
 
+    run_id = mlflow.active_run().info.run_id
     try:
         mlflow.set_tag(ERROR, redact.text(error)[:5000])
         with contextlib.suppress(Exception):  # the log file helps; ending the run matters
             _log_file(log_file)
         mlflow.end_run(status)
-    except Exception as exc:  # the original error matters more than this one
-        log.warning("could not record the run as %s in MLflow (%s)", status, redact.text(str(exc))[:300])
+    except Exception as failed:  # the original error matters more than this one
+        with contextlib.suppress(OSError):
+            (run_dir / reaper.CAUSE_FILE).write_text(json.dumps({"status": status, "error": redact.text(error)}))
+        why = (redact.text(str(failed)).splitlines() or [""])[0][:200]
+        exc.add_note(f"The run {run_id} could not be recorded {status} in MLflow ({why}): it stays RUNNING "
+                     f"until the next run or python -m pipeline.report ends it {status}.")
 
 
 @contextlib.contextmanager
@@ -110,14 +117,14 @@ def recording(cfg: DictConfig, tags: dict[str, str],
                               log_system_metrics=cfg.mlflow.log_system_metrics)
     try:
         for run_id in reaper.reap(client, [experiment], f"run {active.info.run_id}"):
-            log.warning("run %s was left RUNNING by a process that is gone: ended KILLED", run_id)
+            log.warning("run %s was left RUNNING by a process that is gone: ended (its error tag says how)", run_id)
         mlflow.log_params(store.flatten(cfg))
         yield MlflowRecorder(active, cfg)
-    except KeyboardInterrupt:
-        _end("KILLED", "interrupted (Ctrl-C or SIGTERM)", log_file)
+    except KeyboardInterrupt as exc:
+        _end("KILLED", "interrupted (Ctrl-C or SIGTERM)", log_file, exc, Path(cfg.paths.run_dir))
         raise
     except BaseException as exc:
-        _end("FAILED", f"{type(exc).__name__}: {exc}", log_file)
+        _end("FAILED", f"{type(exc).__name__}: {exc}", log_file, exc, Path(cfg.paths.run_dir))
         raise
     else:
         _log_file(log_file)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import socket
+import time
 from pathlib import Path
+from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import redact
+from pipeline import faults, redact
 from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+_LOCK_NOTICE_S = 2.0
+_LOCK_WAIT_S = 120.0
 
 
 def client(tracking_uri: str):
@@ -17,15 +26,20 @@ def client(tracking_uri: str):
     alembic. MLflow keeps the opened store per URI, so the process's later clients reuse it."""
     from mlflow import MlflowClient
 
-    try:
-        with _store_lock(tracking_uri):
+    with _store_lock(tracking_uri):
+        try:
             return MlflowClient(tracking_uri)
-    except Exception as exc:  # a damaged or foreign database
-        raise _unopenable(tracking_uri, exc) from None
+        except Exception as exc:  # a damaged or foreign database
+            raise _unopenable(tracking_uri, exc) from None
 
 
 def _unopenable(tracking_uri: str, exc: Exception) -> PipelineError:
-    """A store that cannot be opened, reported and left as it is (never recreated or overwritten)."""
+    """A store that cannot be opened, reported and left as it is (never recreated or overwritten):
+    what sqlite said of it where that is known (locked, damaged, read-only: pipeline.faults)."""
+    path = sqlite_path(tracking_uri)
+    fault = faults.explain(exc, tracking_uri, str(path.parent) if path else "")
+    if fault is not None:
+        return fault
     first_line = (redact.text(str(exc)).splitlines() or [""])[0][:300]
     return PipelineError(f"the MLflow store {redact.uri(tracking_uri)} could not be opened "
                          f"({type(exc).__name__}: {first_line}). It was left as it is; repair or move "
@@ -48,16 +62,55 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
     return {key: redact.uri(str(value)) for key, value in flat.items() if not redact.is_secret(key)}
 
 
-def _store_lock(tracking_uri: str):
-    """A file lock beside an sqlite store: the first process to open a fresh file creates and
-    migrates its tables while the others wait (processes racing there corrupt it)."""
-    from filelock import FileLock
-
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of an sqlite tracking URI (None for a server or another database)."""
     if not tracking_uri.startswith("sqlite:") or ":///" not in tracking_uri:
-        return contextlib.nullcontext()
-    path = Path(tracking_uri.split(":///", 1)[1].split("?", 1)[0])
+        return None
+    return Path(tracking_uri.split(":///", 1)[1].split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """A file lock beside an sqlite store: the first process to open a fresh file creates and
+    migrates its tables while the others wait (processes racing there corrupt it). A wait says
+    what it waits on after _LOCK_NOTICE_S, and gives up after _LOCK_WAIT_S: a holder stuck for
+    minutes must not hang every run and sweep behind it in silence. The holder writes who it is
+    into the lock file, for the waiters' message (the flock goes when its process does)."""
+    from filelock import FileLock, Timeout
+
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock")
+    lock_path = Path(str(path) + ".lock")
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=_LOCK_NOTICE_S)
+    except Timeout:
+        log.warning("waiting for the MLflow store's lock %s, held by %s (at most %d s)", lock_path,
+                    _holder(lock_path), _LOCK_WAIT_S)
+        try:
+            lock.acquire(timeout=_LOCK_WAIT_S - _LOCK_NOTICE_S)
+        except Timeout:
+            raise PipelineError(
+                f"the MLflow store's lock {lock_path} was held for more than {_LOCK_WAIT_S:.0f} s by "
+                f"{_holder(lock_path)}, which is creating the store or an experiment in it. Let that "
+                "finish and run again, or stop that process if it is stuck (its lock goes with it).") from None
+    try:
+        with contextlib.suppress(OSError):  # who holds it is for the message only
+            lock_path.write_text(f"process {os.getpid()} on host {socket.gethostname()} since "
+                                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        yield
+    finally:
+        lock.release()
+
+
+def _holder(lock_path: Path) -> str:
+    """Who holds the lock, as its holder wrote it (a process that holds it without saying: unknown)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return lock_path.read_text().strip() or "another process (unknown)"
+    return "another process (unknown)"
 
 
 def find_experiment(mlflow_client, tracking_uri: str, name: str):

@@ -9,9 +9,13 @@ that directory too).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import secrets
+import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,8 @@ from pipeline.tracking.store import flat_config
 PARENT_FILE = "sweep.json"
 # Keys that say where results go, not what they are: left out of the config hash.
 _UNHASHED = ("paths", "mlflow", "resume", "report", "objectives")
+# How long an interrupted sweep waits for its jobs' processes to end their runs themselves.
+_STOP_WAIT_S = 30.0
 
 
 @dataclass
@@ -58,10 +64,34 @@ def finish_parent(parent: ParentRun) -> None:
     parent.client.set_terminated(parent.run_id, "FINISHED")
 
 
+def _children(parent: ParentRun, running: bool = False) -> list:
+    status = " and attributes.status = 'RUNNING'" if running else ""
+    return parent.client.search_runs([parent.experiment_id], f"tags.{names.PARENT_RUN} = '{parent.run_id}'{status}")
+
+
+def stop_jobs(parent: ParentRun, wait_s: float = _STOP_WAIT_S) -> None:
+    """SIGTERM the processes of this sweep's RUNNING jobs that are this process's own (joblib's
+    workers, which the launcher kills -9 as the sweep unwinds), and wait, bounded, for each to end
+    its run KILLED itself. A job in this very process (basic launcher) unwinds with it."""
+    import psutil
+
+    own = {child.pid for child in psutil.Process().children(recursive=True)}
+    pids = {int(run.data.tags.get(reaper.PID, "0")) for run in _children(parent, running=True)
+            if run.data.tags.get(reaper.HOST) == socket.gethostname()} & own
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while pids and time.monotonic() < deadline:
+        pids &= {int(run.data.tags.get(reaper.PID, "0")) for run in _children(parent, running=True)}
+        time.sleep(0.2)
+
+
 def end_stopped_parent(parent: ParentRun) -> None:
-    """A sweep that stopped before its last job ended: KILLED if a job was, else FAILED."""
-    children = parent.client.search_runs([parent.experiment_id],
-                                         f"tags.{names.PARENT_RUN} = '{parent.run_id}'")
+    """A sweep that stopped before its last job ended: its jobs' runs whose process is gone end
+    KILLED (the reaper's proof), then the parent: KILLED if a job was, else FAILED."""
+    reaper.reap(parent.client, [parent.experiment_id], f"sweep {parent.sweep_id} stopping")
+    children = _children(parent)
     status = "KILLED" if any(c.info.status == "KILLED" for c in children) else "FAILED"
     parent.client.set_tag(parent.run_id, names.ERROR, "the sweep stopped before its last job ended")
     parent.client.set_terminated(parent.run_id, status)
