@@ -12,6 +12,7 @@ SWEEP_DIR = "sweep/dir"
 SWEEP_JOB = "sweep/job_num"
 SWEEP_LAUNCHER = "sweep/launcher"
 SWEEP_OVERRIDES = "sweep/overrides"
+SWEEP_KEYS = "sweep/swept_keys"  # on a child: the keys its sweep varies (space-separated)
 REUSED = "reused/"  # + job number, on a parent run: the FINISHED run a resumed job reused
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: makes a run a nested child in the UI
 NOTE = "mlflow.note.content"  # MLflow's own: the run's description in the UI

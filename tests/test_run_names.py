@@ -23,6 +23,12 @@ def test_a_run_is_named_after_what_it_is(overrides, name):
     assert run_name(compose(overrides)) == name
 
 
+def test_a_sweep_job_is_named_after_the_other_keys_its_sweep_varies_too():
+    cfg = compose(["model=static", "train.learning_rate=0.034567", "loss.scale=30"])
+    swept = ["k", "train.learning_rate", "+loss.scale", "hydra.sweeper.n_trials"]
+    assert run_name(cfg, swept) == "k8 mnrl live s42 learning_rate=0.0346 scale=30"
+
+
 def test_the_description_says_model_data_training_and_once_finished_the_result():
     cfg = compose(["model=static", "k=4", "data.max_rows=800", "train.max_steps=20", "train.learning_rate=0.05"])
     before = description(cfg)

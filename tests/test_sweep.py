@@ -272,6 +272,8 @@ def test_an_optuna_search_trades_ndcg_against_cost_resumes_and_reports(cli):
     parent, children = split_parent(cli.all_runs())
     assert parent.info.status == "FINISHED" and len(children) == 3
     assert parent.data.tags["mlflow.runName"].startswith("sweep k=choice(0,2) loss.negatives=choice(live,frozen)")
+    names = {c.data.tags["mlflow.runName"] for c in children}  # the learning rate tells trials apart
+    assert len(names) == 3 and all(" learning_rate=" in name for name in names), names
     results = yaml.safe_load(Path(parent.data.tags["sweep/dir"], "optimization_results.yaml").read_text())
     figures = {(c.data.metrics["test/ndcg_at_10"], c.data.metrics["time/train_s"]) for c in children}
     assert results["solutions"] and all(tuple(t["values"]) in figures for t in results["solutions"])

@@ -7,9 +7,9 @@ the same names); these say preset, k, loss, negatives, budget and seed at a glan
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Mapping, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.losses import LOSSES
 
@@ -37,9 +37,20 @@ def _budget(cfg: DictConfig) -> str | None:
     return None if cfg.train.budget is None else f"{cfg.train.budget:g} {cfg.train.budget_unit}"
 
 
-def run_name(cfg: DictConfig) -> str:
+# Keys the name below already shows, in some form.
+_NAMED = {"k", "loss", "loss.name", "loss.negatives", "loss.bank_mining", "seed", "train.budget",
+          "train.budget_unit", "experiment", "preset", "data.include", "data.languages", "data.sources"}
+
+
+def _value(cfg: DictConfig, key: str) -> str:
+    value = OmegaConf.select(cfg, key)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def run_name(cfg: DictConfig, swept_keys: Sequence[str] = ()) -> str:
     """mlflow.run_name, or e.g. `hn_k8 k8 mnrl live s42` (preset, k, loss, negatives, sources,
-    budget, seed; the parts that apply)."""
+    budget, seed; the parts that apply), then each other key the job's sweep varies, e.g.
+    `learning_rate=0.0345`, so the jobs of one sweep are told apart in the UI's legends."""
     if cfg.mlflow.run_name:
         return str(cfg.mlflow.run_name)
     sources = _sources(cfg.data)
@@ -47,6 +58,9 @@ def run_name(cfg: DictConfig) -> str:
     parts = [cfg.preset if cfg.preset != "none" else None, f"k{cfg.k}", cfg.loss.name, negatives(cfg),
              f"{sources}src" if sources > 1 else None, budget.replace(" ", "") if budget else None,
              f"s{cfg.seed}"]
+    keys = [key.lstrip("+~") for key in swept_keys]
+    parts += [f"{key.rsplit('.', 1)[-1]}={_value(cfg, key)}" for key in keys
+              if key not in _NAMED and not key.startswith("hydra") and OmegaConf.select(cfg, key) is not None]
     return " ".join(part for part in parts if part)
 
 
@@ -73,7 +87,7 @@ def description(cfg: DictConfig, metrics: Mapping[str, float] | None = None) -> 
     return text
 
 
-def _swept(value: str) -> bool:
+def swept(value: str) -> bool:
     """Whether an override's value is a sweep: values with a comma outside brackets (`1,2`, not the
     list `[1,2]`), or choice(...), range(...), interval(...)."""
     if value.split("(", 1)[0] in ("choice", "range", "interval", "tag", "glob"):
@@ -87,6 +101,6 @@ def sweep_name(preset: str, overrides: Mapping[str, str], sweep_id: str) -> str:
     """A sweep's parent run: e.g. `sweep find_k 3f2a`, or `sweep k=0,8 seed=1,2 3f2a` without a
     preset (its swept overrides, shortened); the id's random tail tells two sweeps apart."""
     what = preset if preset != "none" else " ".join(f"{key}={value}" for key, value in overrides.items()
-                                                    if _swept(str(value)))
+                                                    if swept(str(value)))
     what = what if len(what) <= 60 else what[:59] + "…"
     return " ".join(part for part in ("sweep", what, sweep_id.rsplit("-", 1)[-1]) if part)

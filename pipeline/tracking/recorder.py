@@ -18,7 +18,7 @@ from typing import Iterator, Mapping
 from omegaconf import DictConfig
 
 from pipeline import redact
-from pipeline.names import ERROR, MODEL_URI, NOTE
+from pipeline.names import ERROR, MODEL_URI, NOTE, SWEEP_KEYS
 from pipeline.result import RunResult
 from pipeline.tracking import data_inputs, describe, model_log, reaper, store
 
@@ -112,7 +112,8 @@ def recording(cfg: DictConfig, tags: dict[str, str],
     client = store.client(cfg.mlflow.tracking_uri)  # first: a fresh store is migrated under its lock
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     experiment = store.experiment_id(client, cfg.mlflow)
-    active = mlflow.start_run(experiment_id=experiment, run_name=describe.run_name(cfg), tags=tags,
+    name = describe.run_name(cfg, tags.get(SWEEP_KEYS, "").split())
+    active = mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags,
                               description=describe.description(cfg),
                               log_system_metrics=cfg.mlflow.log_system_metrics)
     try:

@@ -56,7 +56,9 @@ def open_parent(mlflow_cfg: DictConfig, sweep_dir: Path, tags: dict[str, str], s
                                "(report=true, or python -m pipeline.report)."}
     run = client.create_run(experiment, run_name=describe.sweep_name(tags[names.PRESET], swept, sweep_id), tags=tags)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / PARENT_FILE).write_text(json.dumps({"sweep_id": sweep_id, "parent_run_id": run.info.run_id}))
+    keys = [key for key, value in swept.items() if describe.swept(str(value))]
+    (sweep_dir / PARENT_FILE).write_text(json.dumps({"sweep_id": sweep_id, "parent_run_id": run.info.run_id,
+                                                     "swept_keys": keys}))
     return ParentRun(client, experiment, run.info.run_id, sweep_id)
 
 
@@ -115,7 +117,8 @@ def job_tags(cfg: DictConfig, sweep_dir: Path | None, world_size: int = 1) -> di
     path = sweep_dir / PARENT_FILE if sweep_dir else None
     if path and path.is_file():
         parent = json.loads(path.read_text())
-        tags |= {names.SWEEP_ID: parent["sweep_id"], names.PARENT_RUN: parent["parent_run_id"]}
+        tags |= {names.SWEEP_ID: parent["sweep_id"], names.PARENT_RUN: parent["parent_run_id"],
+                 names.SWEEP_KEYS: " ".join(parent.get("swept_keys", []))}
     return tags
 
 
