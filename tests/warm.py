@@ -9,7 +9,8 @@ changes such a variable (HF_*, TORCH*, OMP_*, ...) runs in a fresh interpreter i
 server harvests the default data's docstrings once (10 s; a process caches its harvest), so a
 child finds that harvest done, as a second harvest in one process would, and the pipeline
 modules that harvest needs imported from this checkout (a command run in another copy of the
-code gets a fresh interpreter). HNPIPE_TEST_FRESH=1
+code gets a fresh interpreter). Like any in-process test, the server does not see code edited
+after it started: edit, then start the tests. HNPIPE_TEST_FRESH=1
 runs every command in a fresh interpreter.
 
     python tests/warm.py SOCKET     the server (started by `run` on first use)
