@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -143,10 +144,16 @@ def _become(command: dict) -> None:
 # ---------------------------------------------------------------- client
 
 _server: dict = {}
+_starting = threading.Lock()
 
 
 def _socket_path() -> str:
-    """Starts this worker's server on first use; its socket path."""
+    """Starts this worker's server on first use (tests run commands from threads too); its socket path."""
+    with _starting:
+        return _start_server()
+
+
+def _start_server() -> str:
     if "path" not in _server:
         folder = tempfile.mkdtemp(prefix="warm-python-")
         path = os.path.join(folder, "socket")
