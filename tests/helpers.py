@@ -124,6 +124,25 @@ class Cli:
         args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={self.cache}", *overrides]
         return warm.run(args, cwd=ROOT, env=self.env(), timeout=900)
 
+    def interrupted_sweep(self, overrides: list[str], ready, signum: int, settle_s: float) -> tuple[int, str]:
+        """(exit code, output) of `python -m pipeline -m ...` sent `signum` once its sweep.json
+        exists (the store and the parent run do) and `ready(self)` holds, then `settle_s` later."""
+        args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={self.cache}", *overrides]
+        with open(self.root / "sweep.log", "w") as log:
+            proc = subprocess.Popen(args, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not (any(self.root.glob("outputs/multirun/*/*/sweep.json")) and ready(self)):
+                assert proc.poll() is None, (self.root / "sweep.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "timed out waiting for the sweep's runs"
+                time.sleep(0.2)
+            time.sleep(settle_s)
+            proc.send_signal(signum)
+            proc.wait(timeout=300)
+        finally:
+            proc.kill()
+        return proc.returncode, (self.root / "sweep.log").read_text()
+
     def runs(self):
         """The job runs of the store, newest first (a sweep's parent run is left out)."""
         return [run for run in self.all_runs() if run.data.tags.get("sweep/parent") != "true"]

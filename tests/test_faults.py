@@ -276,20 +276,9 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running(cli, tmp_path, signum
     """The signal goes to the sweep's process only (kill, or a scheduler): its jobs run in joblib's
     worker processes, which the launcher kills -9 as the sweep unwinds, unless the sweep stops
     them first."""
-    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2", "k=0,1", "train.max_steps=100000"]
-    with open(tmp_path / "sweep.log", "w") as log:
-        proc = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        # sweep.json appears once the store and the parent run exist; then wait for both child runs.
-        _wait_for(lambda: any(cli.root.glob("outputs/multirun/*/*/sweep.json")) and len(cli.all_runs()) == 3, proc)
-        time.sleep(1)
-        proc.send_signal(signum)
-        proc.wait(timeout=120)
-    finally:
-        proc.kill()
-    log = (tmp_path / "sweep.log").read_text()
-    assert proc.returncode == 130, log[-3000:]
+    returncode, log = cli.interrupted_sweep(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "k=0,1",
+                                             "train.max_steps=100000"], lambda c: len(c.all_runs()) == 3, signum, 1)
+    assert returncode == 130, log[-3000:]
     assert "Traceback" not in log and "interrupted (Ctrl-C or SIGTERM)" in log
     runs = cli.all_runs()
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}, [(r.info.status, r.data.tags) for r in runs]

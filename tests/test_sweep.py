@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -328,25 +327,10 @@ def test_a_resumed_sweep_reruns_a_job_whose_code_changed(cli, tmp_path):
 
 
 def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path):
-    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}",
-            "k=1", "train.max_steps=2000"]
-    with open(tmp_path / "job.log", "w") as log:
-        job = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        # sweep.json appears once the store and the parent run exist; then wait for the child run.
-        while job.poll() is None and time.monotonic() < deadline:
-            if list(cli.root.glob("outputs/multirun/*/*/sweep.json")) and any(
-                    r.data.tags.get("mlflow.parentRunId") for r in cli.runs()):
-                break
-            time.sleep(0.5)
-        time.sleep(2)  # into the job's stages
-        job.send_signal(signal.SIGTERM)
-        job.wait(timeout=300)
-    finally:
-        job.kill()
-    log = (tmp_path / "job.log").read_text()
-    assert job.returncode == 130, log[-3000:]
+    # Signalled once the child run exists, then 2 s into the job's stages.
+    returncode, log = cli.interrupted_sweep(["k=1", "train.max_steps=2000"], lambda c: any(
+        r.data.tags.get("mlflow.parentRunId") for r in c.runs()), signal.SIGTERM, 2)
+    assert returncode == 130, log[-3000:]
     assert "Traceback" not in log and "interrupted (Ctrl-C or SIGTERM)" in log
     (parent, (child,)), = sweeps(cli)
     assert child.info.status == "KILLED" and "interrupted" in child.data.tags["error"]
