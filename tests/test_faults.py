@@ -437,6 +437,7 @@ def test_a_run_the_store_cannot_end_says_so_and_the_next_reaper_ends_it_with_its
             raise OSError(28, "No space left on device")  # the disk filled up, store included
     (note,) = failed.value.__notes__
     assert "could not be recorded FAILED in MLflow" in note and "stays RUNNING" in note
+    assert mlflow.active_run() is None  # the next job of an in-process sweep can start its run
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("hnpipe").experiment_id])
     assert run.info.status == "RUNNING"

@@ -88,10 +88,12 @@ def _end(status: str, error: str, log_file: Path | None, exc: BaseException, run
 
     run_id = mlflow.active_run().info.run_id
     try:
-        mlflow.set_tag(ERROR, redact.text(error)[:5000])
-        with contextlib.suppress(Exception):  # the log file helps; ending the run matters
-            _log_file(log_file)
-        mlflow.end_run(status)
+        try:
+            mlflow.set_tag(ERROR, redact.text(error)[:5000])
+            with contextlib.suppress(Exception):  # the log file helps; ending the run matters
+                _log_file(log_file)
+        finally:  # even when the store refuses: no longer this process's active run, so the next job starts
+            mlflow.end_run(status)
     except Exception as failed:  # the original error matters more than this one
         with contextlib.suppress(OSError):
             (run_dir / reaper.CAUSE_FILE).write_text(json.dumps({"status": status, "error": redact.text(error)}))
