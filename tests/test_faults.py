@@ -26,7 +26,7 @@ from pipeline.cache import StageCache
 pytestmark = pytest.mark.slow
 
 # MiniLM at a short length: slow enough to be killed mid-mining, quick enough to rerun.
-MINILM_SMALL = ["model=minilm", "model.max_seq_length=32", "data.max_rows=1500",
+MINILM_SMALL = ["model=minilm", "model.max_seq_length=32", "data.max_rows=600",
                 "train.max_steps=2", "train.batch_size=8", "eval=none", "eval.test_distractors=50",
                 "k=2"]
 
@@ -42,10 +42,23 @@ def _assert_no_half_entry(cache: Path) -> None:
             assert (entry / "_complete.json").is_file(), entry
 
 
-def _start(cli, overrides: list[str], **env: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "pipeline", *overrides]
-    return subprocess.Popen(args, cwd=ROOT, env=cli.env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+def _start(cli, overrides: list[str], **env: str):
+    """`python -m pipeline OVERRIDES` started (a warm child where it can be: tests/warm.py), a
+    Popen-like process with its output, stderr included, readable as text on `.stdout`."""
+    read, write = os.pipe()
+    with open(os.devnull) as null:
+        proc = warm.start([sys.executable, "-m", "pipeline", *overrides], cwd=ROOT, env=cli.env(**env),
+                          stdin=null.fileno(), stdout=write, stderr=write)
+    os.close(write)
+    proc.stdout = os.fdopen(read)
+    return proc
+
+
+def _output(proc, timeout: float) -> str:
+    """All a started process printed, once it has exited (within `timeout` seconds)."""
+    out = proc.stdout.read()
+    proc.wait(timeout)
+    return out
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -69,7 +82,7 @@ def test_sigkill_during_mining_leaves_no_valid_half_entry_and_rerun_completes(cl
     _assert_no_half_entry(cache)
 
     rerun = _start(cli, overrides)
-    out, _ = rerun.communicate(timeout=600)
+    out = _output(rerun, 600)
     assert rerun.returncode == 0, out[-3000:]
     assert {p.parent.name for p in _complete_entries(cache)} >= {"embed", "mine"}
     assert not list(cache.glob("*/.tmp-*"))
@@ -198,7 +211,7 @@ def test_two_runs_started_together_on_a_fresh_store_both_finish(cli, tmp_path):
     tiny = [*FAST, f"paths.cache_dir={tmp_path / 'cache'}", "data=files", f"data.path={pairs}", "k=0",
             "train.max_steps=1", "eval=none", "eval.test_distractors=20"]
     procs = [_start(cli, tiny) for _ in range(2)]
-    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    outputs = [_output(proc, 300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], "\n".join(out[-2000:] for out in outputs)
     assert [run.info.status for run in cli.runs()] == ["FINISHED", "FINISHED"]
 

@@ -150,3 +150,23 @@ def test_a_text_far_longer_than_the_model_reads_is_a_warning_tag_not_silence(tmp
     quiet = RunResult(Path(tmp_path))
     split.run(Context(cfg, None, quiet))
     assert "warning/long_texts" not in quiet.tags
+
+
+def test_splits_of_one_source_read_one_harvest_from_the_cache(rows, tmp_path):
+    """A harvested source goes into the stage cache once: splits of it with other settings (or a
+    fresh process) read those pairs back instead of harvesting again (18 s for the default)."""
+    import json
+
+    from helpers import compose
+    from pipeline.cache import StageCache
+    from pipeline.stages import split
+
+    cfg = compose(["model=static", "data.packages=[]", "data.max_body_chars=400"])
+    cache = StageCache(tmp_path / "cache")
+    for name, ratios in (("a", {}), ("b", {"train": 0.7, "dev": 0.0, "test": 0.3})):
+        (tmp_path / name).mkdir()
+        split.build(cfg.data, OmegaConf.merge(cfg.split, ratios), True, tmp_path / name, cache)
+    (entry,) = [path for path in (tmp_path / "cache" / "harvest").iterdir() if path.is_dir()]
+    assert json.loads((entry / "pairs.json").read_text()) == [{k: v for k, v in r.items() if k != "_extra"} for r in rows]
+    assert json.loads((tmp_path / "b" / "stats.json").read_text())["split/test_rows"] > \
+        json.loads((tmp_path / "a" / "stats.json").read_text())["split/test_rows"]

@@ -338,12 +338,12 @@ def test_sigterm_during_a_job_leaves_its_run_and_the_sweep_killed(cli, tmp_path)
 
 
 def test_submitit_local_runs_the_sweep_and_slurm_without_sbatch_says_what_to_use(cli):
-    result = cli.multirun("hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", "k=0,1")
+    result = cli.multirun("hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=2", "k=0,1")
     assert result.returncode == 0, result.stderr[-3000:]
     parent, children = split_parent(cli.all_runs())
     assert parent.data.tags["sweep/launcher"] == "submitit_local"
     assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED"]
-    assert {c.data.tags["host/torch_threads"] for c in children} == {"1"}
+    assert {c.data.tags["host/torch_threads"] for c in children} == {"2"}  # the tests' default is 1
     if shutil.which("sbatch") is None:
         slurm = cli.multirun("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "k=0,1")
         assert slurm.returncode == 2

@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from pipeline import names
-from pipeline.cache import stage_key
+from pipeline.cache import StageCache, stage_key
 from pipeline.errors import PipelineError, refused
 from pipeline.stages import sources
 from pipeline.stages.sources import load_pairs
@@ -126,7 +126,7 @@ def run(ctx: Context):
     """The split stage: the data source's train/dev[/test] DatasetDict, cached; its sizes and the
     dev set (as a dataset input) on the run's result."""
     cfg = ctx.cfg
-    entry, seconds = ctx.cached(STAGE, lambda out: build(cfg.data, cfg.split, cfg.eval.test is None, out))
+    entry, seconds = ctx.cached(STAGE, lambda out: build(cfg.data, cfg.split, cfg.eval.test is None, out, ctx.cache))
     ctx.add(json.loads((entry.path / "stats.json").read_text()) | {"time/split_s": seconds})
     splits = load(entry.path)
     ctx.add_input("dev", splits["dev"], part_digest(ctx, "dev"))
@@ -162,13 +162,15 @@ def part_digest(ctx: Context, part: str) -> str:
     return stage_key(part, VERSION, {}, [ctx.key(STAGE)])
 
 
-def build(data_cfg: DictConfig, split_cfg: DictConfig, with_test: bool, out_dir: Path) -> None:
+def build(data_cfg: DictConfig, split_cfg: DictConfig, with_test: bool, out_dir: Path,
+          cache: StageCache | None = None) -> None:
     """Write train/dev[/test] as a DatasetDict, plus stats.json with their sizes (leaks are
-    counted against the test set the run scores on: test_sets.leaks)."""
+    counted against the test set the run scores on: test_sets.leaks); a harvested source's pairs
+    come through `cache` (sources.load_pairs)."""
     import datasets
 
     aligned = data_cfg.source == "translations" and data_cfg.align
-    parts = split_rows(load_pairs(data_cfg), split_cfg, split_cfg.seed, with_test, aligned)
+    parts = split_rows(load_pairs(data_cfg, cache), split_cfg, split_cfg.seed, with_test, aligned)
     # An empty split (dev with split.dev=0) is left out: datasets cannot reload one; load() restores it.
     dsd = datasets.DatasetDict({name: _pairs_dataset(rows) for name, rows in parts.items() if rows})
     dsd.save_to_disk(str(out_dir / "splits"))
