@@ -4,8 +4,9 @@ Python runs a signal handler between two bytecodes of the main thread, wherever 
 that is inside a weakref callback or a __del__, the handler's KeyboardInterrupt is printed
 as "Exception ignored" and dropped, and the run would go on to the end. So the signal is
 remembered: progress.Progress.update (every training step, every encoded batch) raises it
-again, and the dropped one is not printed. A second signal while the process is already
-stopping raises nothing: it would cut short the ending of the run (kill -9 still stops it).
+again, and the dropped one (or a hook's exception raised in its place) is not printed. A
+second signal while the process is already stopping raises nothing: it would cut short the
+ending of the run (kill -9 still stops it).
 
 Hooks (on_interrupt) run on the first signal, before the KeyboardInterrupt: a sweep's parent
 process uses one to stop its jobs' processes, which a launcher would otherwise kill -9.
@@ -20,15 +21,20 @@ from typing import Callable
 
 _received: list[int] = []  # the signal, once it came: the process is to stop
 _hooks: list[Callable[[], None]] = []
+_raised: list[BaseException] = []  # what the handler raised: not printed where a finalizer drops it
 
 
 def _interrupt(signum, frame) -> None:
     if _received:
         return  # already stopping; the checkpoints raise it again
     _received.append(signum)
-    for hook in _hooks:
-        hook()
-    raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        for hook in _hooks:
+            hook()
+        raise KeyboardInterrupt(f"signal {signum}")
+    except BaseException as stop:  # this, or a hook's own (pipeline.parallel's PeerLost)
+        _raised.append(stop)
+        raise
 
 
 def raise_if_interrupted() -> None:
@@ -44,7 +50,8 @@ def on_interrupt(hook: Callable[[], None]) -> None:
 
 def _quiet(default_hook):
     def hook(unraisable) -> None:
-        if _received and isinstance(unraisable.exc_value, KeyboardInterrupt):
+        if _received and (isinstance(unraisable.exc_value, KeyboardInterrupt)
+                          or any(unraisable.exc_value is stop for stop in _raised)):
             return  # the next checkpoint raises it again
         default_hook(unraisable)
 

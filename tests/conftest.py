@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Cli
+from helpers import ROOT, Cli
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 # One thread per torch pool: two xdist workers on two cores, each with a pool per core, spin
@@ -56,12 +56,25 @@ def empty_store(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def harvested_cache(shared_cache) -> Path:
+    """The shared cache, holding the default data's harvest: processes that are not warm children
+    (torchrun's, launchers') read it back instead of harvesting for 18 s; Cli.own_cache copies it."""
+    import sys
+
+    import warm
+
+    done = warm.run([sys.executable, "tests/harvest_cache.py", str(shared_cache)], cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return shared_cache
+
+
 @pytest.fixture
-def cli(request, tmp_path, shared_cache, empty_store) -> Cli:
+def cli(request, tmp_path, harvested_cache, empty_store) -> Cli:
     """A CLI in its own folder, on a copy of the empty store (on no store: `fresh_store`)."""
     if request.node.get_closest_marker("fresh_store") is None:
         shutil.copyfile(empty_store, tmp_path / "mlflow.db")
-    return Cli(tmp_path, shared_cache)
+    return Cli(tmp_path, harvested_cache)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -84,6 +85,12 @@ class Cli:
         self.root = root
         self.cache = cache
         self.tracking_uri = f"sqlite:///{root}/mlflow.db"
+
+    def own_cache(self, path: Path) -> Path:
+        """A stage cache of its own at `path` holding only the default data's harvest, as on a
+        machine that has run the pipeline before: its stages build anew, the harvest is not redone."""
+        shutil.copytree(self.cache / "harvest", path / "harvest")
+        return path
 
     def env(self, **extra: str) -> dict[str, str]:
         return os.environ | {"HNPIPE_ROOT": str(self.root), "MLFLOW_TRACKING_URI": self.tracking_uri,

@@ -16,6 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
+import warm
 from helpers import FAST, ROOT
 
 # Other processes: the command line, launchers, benchmarks (make test runs them; make check does not).
@@ -27,8 +28,9 @@ TINY = [*FAST, "data.max_rows=600", "train.batch_size=8", "train.max_steps=4", "
 
 
 def _launch(cli, launcher: list[str], *overrides: str, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*launcher, "-m", "pipeline", *TINY, f"paths.cache_dir={cache}", *overrides],
-                          cwd=ROOT, env=cli.env(), capture_output=True, text=True, timeout=600)
+    """`LAUNCHER -m pipeline ...` (a warm child where the launcher is this Python)."""
+    return warm.run([*launcher, "-m", "pipeline", *TINY, f"paths.cache_dir={cache}", *overrides],
+                    cwd=ROOT, env=cli.env(), timeout=600)
 
 
 def _arrays(cache: Path, stage: str, name: str) -> dict:
@@ -39,7 +41,7 @@ def _arrays(cache: Path, stage: str, name: str) -> dict:
 def test_two_cpu_processes_are_one_run_with_the_single_process_results(cli, tmp_path):
     marker = f"two-processes-{uuid.uuid4().hex[:8]}"
     many = _launch(cli, [TORCHRUN, "--standalone", "--nproc_per_node", "2"], f"preset={marker}",
-                   "loss.gather_across_devices=true", cache=tmp_path / "many")
+                   "loss.gather_across_devices=true", cache=cli.own_cache(tmp_path / "many"))
     assert many.returncode == 0, many.stderr[-3000:]
     assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
     (run,) = cli.runs()
@@ -53,7 +55,7 @@ def test_two_cpu_processes_are_one_run_with_the_single_process_results(cli, tmp_
     assert (run_dir / "model" / "modules.json").is_file() and (run_dir / ".hydra").is_dir()
     assert json.loads((run_dir / "train_log.json").read_text())["global_step"] == 4
 
-    one = _launch(cli, [sys.executable], cache=tmp_path / "one")
+    one = _launch(cli, [sys.executable], cache=cli.own_cache(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
     single = next(r for r in cli.runs() if r.info.run_id != run.info.run_id)
     assert set(single.data.metrics) == set(metrics) and single.data.tags["dist/world_size"] == "1"
@@ -129,7 +131,7 @@ def test_a_slurm_task_gets_the_environment_torchrun_would_give_it(tmp_path):
 def test_a_process_that_dies_is_one_line_from_process_0_and_the_run_ends_failed_saying_so(cli, tmp_path):
     marker = f"killed-rank-{uuid.uuid4().hex[:8]}"
     args = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "pipeline", *TINY, f"preset={marker}",
-            f"paths.cache_dir={tmp_path / 'cache'}", "k=0", "train.max_steps=100000"]
+            f"paths.cache_dir={cli.own_cache(tmp_path / 'cache')}", "k=0", "train.max_steps=100000"]
     with open(tmp_path / "launch.log", "w") as log:
         launch = subprocess.Popen(args, cwd=ROOT, env=cli.env(HNPIPE_PROGRESS_EVERY="0.5"), stdout=log,
                                   stderr=subprocess.STDOUT)

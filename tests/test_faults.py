@@ -70,7 +70,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 def test_sigkill_during_mining_leaves_no_valid_half_entry_and_rerun_completes(cli, tmp_path):
-    cache = tmp_path / "cache"
+    cache = cli.own_cache(tmp_path / "cache")
     overrides = [*MINILM_SMALL, f"paths.cache_dir={cache}"]
     proc = _start(cli, overrides)
     # Mining's long part is encoding the queries and corpus (the embed stage), before the ranking.

@@ -40,8 +40,9 @@ def source_roots(packages: list[str]) -> list[tuple[str, Path]]:
 
 
 def fingerprint(packages: list[str]) -> str:
-    """What the harvest depends on besides its config: Python and package paths."""
-    return "|".join([sys.version] + [f"{p}={d}" for p, d in source_roots(packages)])
+    """What the harvest depends on besides its config: Python and package paths (resolved: one
+    environment reached through a symlink, as torchrun's script does, is the same files)."""
+    return "|".join([sys.version] + [f"{p}={d.resolve()}" for p, d in source_roots(packages)])
 
 
 def _module_name(prefix: str, root: Path, path: Path) -> str:
