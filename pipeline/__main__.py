@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
+
 import hydra
 from omegaconf import DictConfig
 
@@ -9,6 +12,9 @@ import pipeline.config  # noqa: F401  registers the schema (and its resolvers) t
 from pipeline import app
 from pipeline.hydra_ext import errors, show
 
+# Last at exit (atexit runs handlers in reverse): the interpreter's teardown would collect the
+# libraries' millions of objects, 3 s of every run's exit on 2 cores; frozen, it takes 0.4 s.
+atexit.register(gc.freeze)
 errors.install()  # Hydra's own errors: one paragraph, exit 2, the closest key suggested
 show.install()  # --cfg prints the config with secrets masked
 

@@ -252,7 +252,35 @@ def run(argv: list[str], *, cwd, env: dict[str, str] | None = None, timeout: flo
     return subprocess.CompletedProcess(argv, returncode, *captured)
 
 
+def _exit_as_python_would(run) -> None:
+    """Run the command, then end as `python` ends: an uncaught exception printed, non-daemon
+    threads joined, atexit handlers run, streams flushed, the same exit status; then os._exit,
+    which skips only the teardown of the server's heap (every preloaded module and object
+    freed one by one: 4 s per command here)."""
+    status = 0
+    try:
+        run()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            status = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            status = 1
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        status = -signal.SIGINT if isinstance(sys.exc_info()[1], KeyboardInterrupt) else 1
+    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter does first at exit
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if status == -signal.SIGINT:  # as python does: killed by the signal it did not handle
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status & 0xFF)
+
+
 if __name__ == "__main__":
     _command = _serve(sys.argv[1])
     if _command is not None:
-        _become(_command)
+        _exit_as_python_would(lambda: _become(_command))
