@@ -11,6 +11,7 @@ import errno
 
 from pipeline import redact
 from pipeline.errors import PipelineError
+from pipeline.tracking_uri import sqlite_path
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DISK_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "database or disk is full")
@@ -39,8 +40,6 @@ def _chain(exc: BaseException):
 
 
 def _store(tracking_uri: str) -> str:
-    from pipeline.tracking.store import sqlite_path
-
     path = sqlite_path(tracking_uri)
     return str(path) if path is not None else redact.uri(tracking_uri)
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from pipeline import redact
 from pipeline.errors import PipelineError
 from pipeline.stages import docstrings, models, sources, test_sets, translations
+from pipeline.tracking_uri import sqlite_path
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 _TIMEOUT_S = 5
@@ -60,8 +61,6 @@ def _check_sqlite(uri: str, shown: str) -> None:
     """An existing sqlite store file must be an SQLite database, whole, that this process can write
     (sqlite writes a journal beside it): never overwrite something else, never start a run that could
     not be recorded."""
-    from pipeline.tracking.store import sqlite_path
-
     path = sqlite_path(uri)
     if path is None or not path.exists():
         return

@@ -13,7 +13,7 @@ from pipeline.names import CHUNK_BUDGET_CHOSEN, CHUNK_BUDGET_HOW, MODEL_LOAD, WA
 from pipeline.progress import clock
 from pipeline.result import RunResult
 from pipeline.tracking.provenance import PROJECT
-from pipeline.tracking.store import sqlite_path
+from pipeline.tracking_uri import sqlite_path
 
 # (row label, time metric, cache stage whose hit tag applies); mining's time includes embedding's.
 _STAGES = [("split", "time/split_s", "split"), ("mine", "time/mine_s", "mine"),

@@ -251,7 +251,11 @@ def harvested(cfg: DictConfig, cache: StageCache | None) -> list[dict]:
                 {"packages": list(cfg.packages), "min_summary_words": cfg.min_summary_words,
                  "min_body_chars": cfg.min_body_chars, "max_body_chars": cfg.max_body_chars})
     key = stage_key(f"harvest-{cfg.source}", HARVEST_VERSION, settings, fingerprint=fingerprint(cfg))
-    entry = cache.get_or_build("harvest", key, lambda out: (out / "pairs.json").write_text(json.dumps(_harvest(cfg))))
+
+    def build(out: Path) -> None:
+        (out / "pairs.json").write_text(json.dumps(_harvest(cfg)))
+
+    entry = cache.get_or_build("harvest", key, build)
     return json.loads((entry.path / "pairs.json").read_text())
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import faults, redact
 from pipeline.errors import PipelineError
+from pipeline.tracking_uri import sqlite_path
 
 log = logging.getLogger(__name__)
 _LOCK_NOTICE_S = 2.0
@@ -60,13 +61,6 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as flat `a.b.c` params: secret keys left out, URI passwords masked."""
     flat = flat_config(OmegaConf.to_container(cfg, resolve=True))
     return {key: redact.uri(str(value)) for key, value in flat.items() if not redact.is_secret(key)}
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of an sqlite tracking URI (None for a server or another database)."""
-    if not tracking_uri.startswith("sqlite:") or ":///" not in tracking_uri:
-        return None
-    return Path(tracking_uri.split(":///", 1)[1].split("?", 1)[0])
 
 
 @contextlib.contextmanager
