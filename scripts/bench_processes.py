@@ -51,7 +51,7 @@ def prefetch_harvest(overrides: list[str], cache_dir: Path) -> None:
     from pipeline.stages import sources
 
     data = compose(overrides).data
-    if data.source in ("docstrings", "translations"):
+    if data.source in sources.HARVESTED:
         sources.harvested(data, StageCache(cache_dir))
 
 

@@ -27,6 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.stages import docstrings, translations
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+HARVESTED = ("docstrings", "translations")  # sources read from installed files, kept by `harvested`
 HARVEST_VERSION = "1"  # of the harvest cache entry (its code: docstrings.harvest, translations.harvest)
 
 
@@ -239,13 +240,11 @@ def _harvest(cfg: DictConfig) -> list[dict]:
     return docstrings.harvest(list(cfg.packages), cfg.min_summary_words, cfg.min_body_chars, cfg.max_body_chars)
 
 
-def harvested(cfg: DictConfig, cache: StageCache | None) -> list[dict]:
-    """A harvested source's pairs, kept in the stage cache where there is one: harvesting the
-    default docstrings takes 18 s on 2 cores, reading them back 0.02 s, so a process that splits
-    the same source anew (other split settings or data.max_rows, a fresh run) skips it. Keyed,
-    as the split is, by the harvest's settings and the source's fingerprint."""
-    if cache is None:
-        return _harvest(cfg)
+def harvested(cfg: DictConfig, cache: StageCache) -> list[dict]:
+    """A harvested source's pairs, kept in the stage cache: harvesting the default docstrings
+    takes 18 s on 2 cores, reading them back 0.02 s, so a process that splits the same source
+    anew (other split settings or data.max_rows, a fresh run) skips it. Keyed, as the split is,
+    by the harvest's settings and the source's fingerprint."""
     settings = ({"language": cfg.languages[0], "catalogs": list(cfg.catalogs), "min_chars": cfg.min_chars}
                 if cfg.source == "translations" else
                 {"packages": list(cfg.packages), "min_summary_words": cfg.min_summary_words,
@@ -259,8 +258,8 @@ def harvested(cfg: DictConfig, cache: StageCache | None) -> list[dict]:
     return json.loads((entry.path / "pairs.json").read_text())
 
 
-def _rows(cfg: DictConfig, cache: StageCache | None) -> Iterator[tuple[str, dict]]:
-    if cfg.source in ("translations", "docstrings"):
+def _rows(cfg: DictConfig, cache: StageCache) -> Iterator[tuple[str, dict]]:
+    if cfg.source in HARVESTED:
         unit = "pair" if cfg.source == "translations" else "row"
         return ((f"{unit} {number}", pair) for number, pair in enumerate(harvested(cfg, cache), 1))
     if cfg.source == "files":
@@ -268,7 +267,7 @@ def _rows(cfg: DictConfig, cache: StageCache | None) -> Iterator[tuple[str, dict
     return _hub_rows(cfg)
 
 
-def load_pairs(cfg: DictConfig, cache: StageCache | None = None) -> list[dict]:
+def load_pairs(cfg: DictConfig, cache: StageCache) -> list[dict]:
     """Rows {anchor, positive, _extra: the whole source row} from the configured source, checked
     (a harvested source through `cache`, see harvested).
 

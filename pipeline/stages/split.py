@@ -163,7 +163,7 @@ def part_digest(ctx: Context, part: str) -> str:
 
 
 def build(data_cfg: DictConfig, split_cfg: DictConfig, with_test: bool, out_dir: Path,
-          cache: StageCache | None = None) -> None:
+          cache: StageCache) -> None:
     """Write train/dev[/test] as a DatasetDict, plus stats.json with their sizes (leaks are
     counted against the test set the run scores on: test_sets.leaks); a harvested source's pairs
     come through `cache` (sources.load_pairs)."""
