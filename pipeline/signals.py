@@ -10,18 +10,25 @@ ending of the run (kill -9 still stops it).
 
 Hooks (on_interrupt) run on the first signal, before the KeyboardInterrupt: a sweep's parent
 process uses one to stop its jobs' processes, which a launcher would otherwise kill -9.
+
+Inside `deferred()` (a write to the MLflow store) the KeyboardInterrupt waits for the block's
+end: raised in the middle of a commit, it left sqlite's write lock held, and the other jobs of
+the sweep, which were ending their runs KILLED, waited on it until they were killed -9.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 _received: list[int] = []  # the signal, once it came: the process is to stop
 _hooks: list[Callable[[], None]] = []
 _raised: list[BaseException] = []  # what the handler raised: not printed where a finalizer drops it
+_deferring: list[bool] = []  # one entry per open deferred() block
+_held: list[int] = []  # the signal, when it came inside a deferred() block
 
 
 def _interrupt(signum, frame) -> None:
@@ -31,6 +38,9 @@ def _interrupt(signum, frame) -> None:
     try:
         for hook in _hooks:
             hook()
+        if _deferring:
+            _held.append(signum)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
     except BaseException as stop:  # this, or a hook's own (pipeline.parallel's PeerLost)
         _raised.append(stop)
@@ -41,6 +51,19 @@ def raise_if_interrupted() -> None:
     """Raise the signal's KeyboardInterrupt again (a checkpoint of long work)."""
     if _received:
         raise KeyboardInterrupt(f"signal {_received[0]}")
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Run the block whole: a signal that comes inside it raises its KeyboardInterrupt at the
+    block's end (if the block ends without an error of its own)."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+    if _held and not _deferring:
+        raise KeyboardInterrupt(f"signal {_held.pop()}")
 
 
 def on_interrupt(hook: Callable[[], None]) -> None:

@@ -129,3 +129,37 @@ def test_a_sigterm_dropped_inside_a_weakref_callback_stops_the_next_progress_upd
                             text=True, timeout=120)
     assert result.stdout.splitlines() == ["survived the callback", "stopped: signal 15"], result.stderr
     assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
+
+
+_SIGTERM_IN_A_STORE_WRITE = """
+import os, signal
+from pipeline import signals
+
+signals.raise_keyboard_interrupt_on_sigterm()
+try:
+    with signals.deferred():
+        with signals.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("inner block ran to its end", flush=True)
+        print("outer block ran to its end", flush=True)
+    print("went on", flush=True)
+except KeyboardInterrupt as exc:
+    print("stopped:", exc, flush=True)
+with signals.deferred():
+    print("a block after the stop is not stopped again", flush=True)
+"""
+
+
+def test_a_sigterm_inside_a_deferred_block_stops_the_process_at_the_end_of_the_outermost_block():
+    """What pipeline.tracking.recorder writes to the store: a commit cut in the middle kept sqlite
+    locked for the other jobs of the sweep."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    result = subprocess.run([sys.executable, "-c", _SIGTERM_IN_A_STORE_WRITE], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.splitlines() == ["inner block ran to its end", "outer block ran to its end",
+                                          "stopped: signal 15", "a block after the stop is not stopped again"], \
+        result.stderr

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from pipeline import redact
 from pipeline.names import ERROR, MODEL_URI, NOTE, SWEEP_KEYS
 from pipeline.result import RunResult
+from pipeline.signals import deferred
 from pipeline.tracking import data_inputs, describe, model_log, reaper, store
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,19 @@ class MlflowRecorder:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
-        mlflow.log_metrics(dict(metrics), step=step)
+        with deferred():  # a store write is not cut in the middle (pipeline.signals)
+            mlflow.log_metrics(dict(metrics), step=step)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         import mlflow
 
-        mlflow.set_tags(dict(tags))
+        with deferred():
+            mlflow.set_tags(dict(tags))
 
     def log_input(self, context: str, rows, digest: str, data=None, source: str | None = None) -> None:
-        data_inputs.log_input(data if data is not None else self.data_cfg, context, rows, digest, self.fixed_test,
-                              source)
+        with deferred():
+            data_inputs.log_input(data if data is not None else self.data_cfg, context, rows, digest,
+                                  self.fixed_test, source)
 
     def finish(self, result: RunResult, log_model: bool) -> dict:
         """Log the model (if `log_model`), write run_summary.json to the run dir and log it, with
@@ -115,19 +119,25 @@ def recording(cfg: DictConfig, tags: dict[str, str],
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     experiment = store.experiment_id(client, cfg.mlflow)
     name = describe.run_name(cfg, tags.get(SWEEP_KEYS, "").split())
-    active = mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags,
-                              description=describe.description(cfg),
-                              log_system_metrics=cfg.mlflow.log_system_metrics)
+    active = None
     try:
-        for run_id in reaper.reap(client, [experiment], f"run {active.info.run_id}"):
-            log.warning("run %s was left RUNNING by a process that is gone: ended (its error tag says how)", run_id)
-        mlflow.log_params(store.flatten(cfg))
+        with deferred():  # a signal in start_run raises once the run is active, so it ends KILLED
+            active = mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags,
+                                      description=describe.description(cfg),
+                                      log_system_metrics=cfg.mlflow.log_system_metrics)
+        with deferred():
+            for run_id in reaper.reap(client, [experiment], f"run {active.info.run_id}"):
+                log.warning("run %s was left RUNNING by a process that is gone: ended (its error tag says how)",
+                            run_id)
+            mlflow.log_params(store.flatten(cfg))
         yield MlflowRecorder(active, cfg)
     except KeyboardInterrupt as exc:
-        _end("KILLED", "interrupted (Ctrl-C or SIGTERM)", log_file, exc, Path(cfg.paths.run_dir))
+        if active is not None:
+            _end("KILLED", "interrupted (Ctrl-C or SIGTERM)", log_file, exc, Path(cfg.paths.run_dir))
         raise
     except BaseException as exc:
-        _end("FAILED", f"{type(exc).__name__}: {exc}", log_file, exc, Path(cfg.paths.run_dir))
+        if active is not None:
+            _end("FAILED", f"{type(exc).__name__}: {exc}", log_file, exc, Path(cfg.paths.run_dir))
         raise
     else:
         _log_file(log_file)
