@@ -9,11 +9,13 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 
 install: $(STAMP)
 
-# torch first, pinned: pip takes the local CPU wheel where one exists instead of a multi-GB CUDA build.
+# torch first, pinned, with pip: pip takes the local CPU wheel where one exists instead of a
+# multi-GB CUDA build (uv does not look there). Then the rest of the lock with uv (pinned): the
+# same packages in 6 s instead of pip's 3 minutes (2 cores, 2026-12-02).
 $(STAMP): requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q torch==2.13.0 uv==0.13.9
+	$(PY) -m uv pip install -q --python $(PY) -r requirements.lock
 	rm -f $(VENV)/.installed-*
 	touch $@
 
