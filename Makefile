@@ -45,7 +45,7 @@ sweep: install
 	$(PY) -m pipeline -m +experiment=sweep_k_quick
 	$(PY) -m pipeline.report
 
-# The fast tier, in about 4 minutes: lint, a type check of pipeline/, the packages' layers and the
+# The fast tier, in about 2.5 minutes: lint, a type check of pipeline/, the packages' layers and the
 # in-process tests (`make test` runs every test, the command-line and multi-process ones too).
 .PHONY: check
 check: install

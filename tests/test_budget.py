@@ -33,11 +33,11 @@ def _run(tmp_path: Path, cache: Path, *overrides: str) -> RunResult:
                                    ["k=4", "loss.negatives=bank", "loss.bank_mining=online"]],
                          ids=["k0", "live", "frozen", "bank", "bank-online"])
 def test_a_budget_of_texts_is_spent_within_one_step(setup, tmp_path, shared_cache):
-    result = _run(tmp_path, shared_cache, "train.budget=1500", *setup)
+    result = _run(tmp_path, shared_cache, "train.budget=1000", *setup)
     figures = result.metrics
     per_step = figures["budget/per_step"]
-    assert figures["budget/steps"] == figures["train/steps"] == 1500 // per_step
-    assert 1500 - per_step < figures["budget/spent"] == figures["spent/texts"] <= 1500
+    assert figures["budget/steps"] == figures["train/steps"] == 1000 // per_step
+    assert 1000 - per_step < figures["budget/spent"] == figures["spent/texts"] <= 1000
     assert figures["budget/epochs"] == pytest.approx(figures["train/epochs"], rel=0.05)
 
 
