@@ -59,7 +59,8 @@ class MlflowRecorder:
         description gains its test figures."""
         import mlflow
 
-        mlflow.set_tag(NOTE, describe.description(self.cfg, result.metrics))
+        with deferred():
+            mlflow.set_tag(NOTE, describe.description(self.cfg, result.metrics))
         if log_model:
             result.add(tags=model_log.log_model(result.model_dir, self.run_id))
         summary = {"run_id": self.run_id, "experiment_id": self.experiment_id,
@@ -121,11 +122,10 @@ def recording(cfg: DictConfig, tags: dict[str, str],
     name = describe.run_name(cfg, tags.get(SWEEP_KEYS, "").split())
     active = None
     try:
-        with deferred():  # a signal in start_run raises once the run is active, so it ends KILLED
+        with deferred():  # store writes, whole: a signal in them raises once the run is active (KILLED)
             active = mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags,
                                       description=describe.description(cfg),
                                       log_system_metrics=cfg.mlflow.log_system_metrics)
-        with deferred():
             for run_id in reaper.reap(client, [experiment], f"run {active.info.run_id}"):
                 log.warning("run %s was left RUNNING by a process that is gone: ended (its error tag says how)",
                             run_id)
