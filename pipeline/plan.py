@@ -46,9 +46,9 @@ def line(ctx: Context, model, trainings: dict[str, TrainingSet]) -> str:
     bought = ""
     if cfg.train.budget is not None:
         unit = cfg.train.budget_unit
-        per_step = (s_per_step + each_s / (cfg.loss.get("bank_refresh_steps") or 1) if unit == "seconds"
-                    else budget.step_cost(cfg, step))
-        steps = budget.steps_bought(cfg, per_step)
+        per_step, per_refresh = ((s_per_step, each_s) if unit == "seconds"
+                                 else (budget.step_cost(cfg, step), budget.refresh_cost(cfg, step)))
+        steps = budget.steps_bought(cfg, per_step, per_refresh)
         cfg = merged(cfg, {"train": {"max_steps": steps}})
         bought = f"train.budget={cfg.train.budget:g} {unit} buys {steps:,} steps at {per_step:,.4g} {unit} each | "
     figures = cost.predict(cfg, rows, step)

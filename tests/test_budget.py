@@ -147,3 +147,21 @@ def test_online_mining_on_the_base_model_picks_what_the_mining_stage_picked(tmp_
     chosen = loss.miner.pick(anchors, loss.bank.vectors, label[:, :4], label[:, 4:])
     agree = (chosen == label[:, :4]).float().mean().item()
     assert agree >= 0.95, agree  # ties between equal scores may order differently
+
+
+def test_a_bank_refresh_is_paid_where_the_run_takes_one():
+    """Refreshes come after every bank_refresh_steps steps but the last: a budget buys the most steps
+    whose steps and refreshes fit, and a run shorter than one refresh interval pays for none."""
+    from omegaconf import OmegaConf
+
+    from pipeline.stages.budget import steps_bought
+
+    def bought(amount: float, refresh: float) -> int:
+        cfg = OmegaConf.create({"k": 4, "train": {"budget": amount, "budget_unit": "seconds", "batch_size": 16},
+                                "loss": {"bank_refresh_steps": 10}})
+        return steps_bought(cfg, 10.0, refresh)
+
+    assert bought(1000, 0.0) == 100
+    assert bought(1000, 25.0) == 80  # 80 steps and 7 refreshes: 975; 81 steps take an 8th: 1,010
+    assert bought(95, 25.0) == 9  # no refresh before the 10th step
+    assert bought(100, 25.0) == 10  # the 10th step is the last: no refresh after it

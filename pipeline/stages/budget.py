@@ -9,11 +9,14 @@ steps need. A step's cost comes from the run's own per-step counts:
   negatives that are frozen or looked up in a bank cost nothing here);
 - `tokens`: padded token-passes through the model, every process's together: a token embedded
   with gradients counts 3 (its forward and a backward of about two forwards' work), one without
-  gradients 1, and a bank refresh's tokens are shared out over the steps between refreshes; a
-  proxy for FLOPs that does not depend on the machine;
+  gradients 1; a proxy for FLOPs that does not depend on the machine;
 - `seconds`: wall seconds of training on this machine (dev evaluation left out), measured by a
   few calibration steps on a copy of the model (the model itself starts training untouched);
   all processes train at once, so a multi-process job spends them together.
+
+A bank refresh (tokens, seconds) is paid where the run takes one, after every
+loss.bank_refresh_steps steps but the last: the steps bought are the most whose steps and
+refreshes fit the budget, so a run shorter than one refresh interval pays for none.
 
 What a run then actually spent is measured (`Spend`, as training goes) and logged beside every
 dev evaluation, so quality can be drawn against compute.
@@ -21,6 +24,7 @@ dev evaluation, so quality can be drawn against compute.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import statistics
@@ -31,7 +35,7 @@ from transformers import TrainerCallback
 
 from pipeline import parallel
 from pipeline.errors import PipelineError
-from pipeline.stages import calibration
+from pipeline.stages import calibration, cost
 
 UNITS = ("texts", "tokens", "seconds")
 # A token embedded with gradients costs about three forwards' work (one forward, a backward of two).
@@ -45,28 +49,36 @@ def step_cost(cfg: DictConfig, step: dict[str, float]) -> float:
     if cfg.train.budget_unit == "texts":
         return step.get("cost/step_texts_with_grad", step["cost/texts_per_step"]) * world
     with_grad = step["cost/step_tokens_padded_with_grad"]
-    passes = WITH_GRAD * with_grad + step["cost/step_tokens_padded"] - with_grad
-    if cfg.loss.get("bank_refresh_steps") and "cost/bank_refresh_tokens" in step:
-        passes += step["cost/bank_refresh_tokens"] / cfg.loss.bank_refresh_steps
-    return passes * world
+    return (WITH_GRAD * with_grad + step["cost/step_tokens_padded"] - with_grad) * world
 
 
-def seconds_per_step(cfg: DictConfig, hardware, model, train_ds, bank) -> float:
-    """Wall seconds of one step: a few real steps of the run's own trainer and loss, timed on a
-    copy of the model, plus a bank refresh's seconds shared out over the steps between refreshes.
-    Process 0's measurement, so every process derives the same steps."""
+def refresh_cost(cfg: DictConfig, step: dict[str, float]) -> float:
+    """One bank refresh's cost in train.budget_unit tokens (every process's together; texts: 0,
+    a refresh embeds without gradients)."""
+    if cfg.train.budget_unit != "tokens" or not cfg.loss.get("bank_refresh_steps"):
+        return 0.0
+    return step.get("cost/bank_refresh_tokens", 0.0) * parallel.world_size()
+
+
+def seconds_per_step(cfg: DictConfig, hardware, model, train_ds, bank) -> tuple[float, float]:
+    """(wall seconds of one step, of one bank refresh): a few real steps of the run's own trainer
+    and loss, timed on a copy of the model, and a refresh timed on a sample of the bank (0 without
+    refreshes). Process 0's measurement, so every process derives the same steps."""
     trial = copy.deepcopy(model)
     seconds = statistics.median(calibration.calibrate(cfg, hardware, trial, train_ds, bank=bank).seconds)
-    if bank is not None and cfg.loss.bank_refresh_steps:
-        seconds += calibration.refresh_seconds(trial, bank.corpus, cfg.miner.batch_size) / cfg.loss.bank_refresh_steps
+    refresh = calibration.refresh_seconds(trial, bank.corpus, cfg.miner.batch_size) \
+        if bank is not None and cfg.loss.bank_refresh_steps else 0.0
     del trial
-    return parallel.broadcast(seconds)
+    return parallel.broadcast((seconds, refresh))
 
 
-def steps_bought(cfg: DictConfig, per_step: float) -> int:
-    """The whole steps train.budget buys at `per_step` each; one at least, or a PipelineError."""
+def steps_bought(cfg: DictConfig, per_step: float, per_refresh: float = 0.0) -> int:
+    """The most whole steps whose cost, `per_step` each plus `per_refresh` for every bank refresh
+    they take (cost.bank_refreshes), fits train.budget; one at least, or a PipelineError."""
     budget, unit = cfg.train.budget, cfg.train.budget_unit
-    steps = math.floor(budget / per_step + 1e-9)
+    every = cfg.loss.get("bank_refresh_steps") or 0
+    steps = bisect.bisect_right(range(1, math.floor(budget / per_step + 1e-9) + 1), budget + 1e-9 * per_step,
+                                key=lambda n: n * per_step + cost.bank_refreshes(n, every) * per_refresh)
     if steps < 1:
         raise PipelineError(f"train.budget={budget:g} {unit} buys less than one training step: a step of this run "
                             f"costs {per_step:,.4g} {unit} (train.batch_size={cfg.train.batch_size}, k={cfg.k}). "

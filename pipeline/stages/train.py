@@ -244,12 +244,13 @@ def _within_budget(ctx: Context, model, trainings: dict[str, TrainingSet], step:
     """The run's config with train.max_steps set to the steps train.budget buys (budget/* on the result)."""
     cfg = ctx.cfg
     unit = cfg.train.budget_unit
-    per_step = (budget.seconds_per_step(cfg, ctx.hardware, model, *trainer_sets(trainings)) if unit == "seconds"
-                else budget.step_cost(cfg, step))
-    steps = budget.steps_bought(cfg, per_step)
+    per_step, per_refresh = (budget.seconds_per_step(cfg, ctx.hardware, model, *trainer_sets(trainings))
+                             if unit == "seconds" else (budget.step_cost(cfg, step), budget.refresh_cost(cfg, step)))
+    steps = budget.steps_bought(cfg, per_step, per_refresh)
     epochs = steps * cfg.train.batch_size * parallel.world_size() / rows
     ctx.result.add({"budget/amount": cfg.train.budget, "budget/per_step": per_step, "budget/steps": steps,
-                    "budget/epochs": epochs}, {"budget/unit": unit})
+                    "budget/epochs": epochs} | ({"budget/per_refresh": per_refresh} if per_refresh else {}),
+                   {"budget/unit": unit})
     log.info("train.budget=%g %s buys %d steps at %.4g %s each: %.2f epochs of the %d training rows",
              cfg.train.budget, unit, steps, per_step, unit, epochs, rows)
     return merged(cfg, {"train": {"max_steps": steps}})
