@@ -117,6 +117,8 @@ def test_bench_budget_trains_every_configuration_at_the_plain_recipes_seconds():
                           "pipeline bank online, k=32"]
     assert all(float(row[1]) >= 1 and 0 <= float(row[4]) <= 1 for row in rows.values())
     assert rows["plain sentence-transformers, k=8"][6] == ""  # the reference row
+    budget = result.stdout.split("budget: ")[1].split()[0]
+    assert rows["plain sentence-transformers, k=8"][2] == budget  # its own seconds are the budget
     assert result.stdout.count("target: ") == 2 and "machine:" in result.stdout
 
 
