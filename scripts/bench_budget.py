@@ -107,7 +107,7 @@ def run(args, tmp: Path) -> tuple[list[dict], float]:
 
     overrides, cfg, hardware, rows, test = prepare(args, tmp)
 
-    def plain(k: int, seed: int, steps: int | None) -> tuple[int, float, dict[str, float]]:
+    def plain(k: int, seed: int, steps: int | None = None, budget_s: float = 0.0) -> tuple[int, float, dict]:
         """(steps, seconds spent, per-query scores) of the plain recipe; steps=None: calibrate k on a
         few steps, then train for the steps budget_s buys, as the pipeline does."""
         plain_cfg, _ = composed([*overrides, f"k={k}", f"seed={seed}"])
@@ -117,7 +117,7 @@ def run(args, tmp: Path) -> tuple[list[dict], float]:
         model, timer = _plain(plain_cfg, hardware, rows[k], steps, tmp / f"plain-{k}-{seed}")
         return steps, sum(timer.seconds), _scores(model, test, cfg)
 
-    def pipeline(k: int, seed: int, keys: dict) -> tuple[int, float, dict[str, float]]:
+    def pipeline(k: int, seed: int, keys: dict, budget_s: float) -> tuple[int, float, dict]:
         run_dir = tmp / "runs" / f"{k}-{seed}-{'-'.join(keys.values())}"
         loss_keys = [f"loss.{key}={value}" for key, value in keys.items()]
         run_cfg, run_hardware = composed([*overrides, f"k={k}", f"seed={seed}", "train.budget_unit=seconds",
@@ -128,7 +128,7 @@ def run(args, tmp: Path) -> tuple[list[dict], float]:
         return (int(result.metrics["train/steps"]), result.metrics["spent/seconds"],
                 {qid: values["ndcg_at_10"] for qid, values in per_query.items()})
 
-    results, budget_s = [], 0.0
+    results: list[dict] = []
 
     def record(name: str, seed: int, outcome: tuple[int, float, dict[str, float]]) -> None:
         # s/step: each step from its start to its end, both timed the same way (StepTimer, Spend)
@@ -140,12 +140,12 @@ def run(args, tmp: Path) -> tuple[list[dict], float]:
 
     # The budget: what the plain recipe at k=8 spends on its steps, the mean over its own rows' seeds.
     for seed in args.seeds:
-        record(REFERENCE, seed, plain(8, seed, args.steps))
+        record(REFERENCE, seed, plain(8, seed, steps=args.steps))
     budget_s = statistics.fmean(row["spent_s"] for row in results)
     print(f"budget: {budget_s:.1f} s = the plain recipe at k=8 for {args.steps} steps", file=sys.stderr, flush=True)
     for name, (k, keys) in CONFIGS.items():
         for seed in args.seeds if name != REFERENCE else ():
-            record(name, seed, plain(k, seed, None) if keys is None else pipeline(k, seed, keys))
+            record(name, seed, plain(k, seed, budget_s=budget_s) if keys is None else pipeline(k, seed, keys, budget_s))
     return results, budget_s
 
 
