@@ -28,7 +28,7 @@ from pipeline.losses.embedding_modes import StepEmbeddingLoss
 from pipeline.losses.hn_only import HardNegativesOnlyLoss
 from pipeline.losses.memory_bank import BankRefresh, CorpusMemoryBank
 from pipeline.losses.multi_triplet import MultiNegativeTripletLoss
-from pipeline.losses.step_embedding import StepEmbedder, length_chunks
+from pipeline.losses.step_embedding import StepEmbedder, collate, length_chunks
 from pipeline.stages.cost import tokens_per_step
 from pipeline.stages.models import load_model
 
@@ -122,6 +122,16 @@ def test_every_option_off_is_the_plain_loss_and_counts_what_the_cost_model_predi
     assert (counts.texts_with_grad, counts.texts_without_grad) == (B * (2 + K), 0)
     # Anchors in one forward, the candidates merged into another; StaticEmbedding embeds column by column.
     assert counts.forwards == (2 if kind == "package" else 2 + K)
+
+
+@pytest.mark.parametrize("kind", ["package", "static"])
+def test_texts_tokenized_one_by_one_collate_to_the_batch_features(models, kind):
+    model = models[kind]
+    for texts in COLUMNS:
+        collated, batched = collate([model.preprocess([text]) for text in texts]), model.preprocess(texts)
+        assert collated.keys() == batched.keys()
+        for key, value in batched.items():
+            assert torch.equal(collated[key], value) if isinstance(value, torch.Tensor) else collated[key] == value, key
 
 
 @pytest.mark.parametrize("kind", ["package", "static"])

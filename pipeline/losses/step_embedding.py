@@ -179,6 +179,14 @@ class _TokenRows:
         return {key: values[index, :width] for key, values in self.tokens.items()} | self.meta
 
 
+def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+    """One batch's features from each of its texts' own (model.preprocess of one text each): what
+    model.preprocess of the whole batch returns, padded to its longest text. Lets a caller that
+    sees the same texts in many batches tokenize each once (pipeline.stages.cost)."""
+    rows = _TokenRows.of(features)
+    return rows.features(torch.arange(len(rows), device=rows.lengths.device))
+
+
 def length_chunks(lengths: Tensor, token_budget: int | None) -> list[Tensor]:
     """Indices into `lengths`, shortest first, cut so that each chunk's rows x longest length stays
     within `token_budget` (a row longer than the budget is a chunk of its own; None: one chunk)."""

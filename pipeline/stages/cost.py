@@ -22,7 +22,7 @@ from torch import nn
 from pipeline import parallel
 from pipeline.losses import LOSSES, negatives_mode
 from pipeline.losses.chunk_budget import planned
-from pipeline.losses.step_embedding import StepCounts, StepEmbedder
+from pipeline.losses.step_embedding import StepCounts, StepEmbedder, collate
 
 # Token counts are averaged over the first batches, up to about this many texts.
 TOKEN_SAMPLE_TEXTS = 20_000
@@ -53,7 +53,8 @@ def step_counts(model, train_ds, batch_size: int, embedders: dict[str, tuple]) -
     """Mean StepCounts per step over the first batches of `train_ds` (anchor, positive,
     negative_1..k texts), for each (StepEmbedder, negatives mode) of `embedders`, by name.
 
-    Each batch is tokenized as the trainer does (model.preprocess per column); the embedder
+    Each batch is tokenized as the trainer does (model.preprocess per column; each distinct text
+    once, since a row's negatives are mostly other rows' positives, then collated); the embedder
     receives the columns a step of that mode embeds (live: all; frozen: the negatives without
     gradients; bank: anchors and positives only). The plain recipe is an embedder with every
     option off: sentence-transformers' embed_columns, anchors padded alone, candidates together."""
@@ -62,9 +63,15 @@ def step_counts(model, train_ds, batch_size: int, embedders: dict[str, tuple]) -
                          TOKEN_SAMPLE_TEXTS // (batch_size * len(columns))))
     stand_in = _ZeroEncoder()
     totals = {name: StepCounts() for name in embedders}
+    tokenized: dict[str, dict] = {}
     for start in range(0, batches * batch_size, batch_size):
         rows = train_ds[start:start + batch_size]
-        features = [model.preprocess(rows[column]) for column in columns]
+        features = []
+        for column in columns:
+            for text in rows[column]:
+                if text not in tokenized:
+                    tokenized[text] = model.preprocess([text])
+            features.append(collate([tokenized[text] for text in rows[column]]))
         for name, (embedder, negatives) in embedders.items():
             live, frozen = {"live": (features, []), "frozen": (features[:2], features[2:]),
                             "bank": (features[:2], [])}[negatives]
