@@ -302,22 +302,23 @@ def test_an_optuna_search_is_checked_before_any_trial(cli):
 
 
 def test_a_resumed_sweep_reruns_a_job_whose_code_changed(cli, tmp_path):
-    """Resume compares a hash of the pipeline's sources: edit one and the finished job runs again."""
+    """Resume compares a hash of the pipeline's sources: edit one and the finished job runs again.
+    The first sweep runs from this checkout, the second from a copy of it with one file edited."""
     copy = tmp_path / "checkout"
     for part in ("pipeline", "conf", "hydra_plugins"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "k=1"]
 
-    def sweep() -> subprocess.CompletedProcess:
-        result = warm.run(args, cwd=copy, env=cli.env(), timeout=600)
+    def sweep(checkout: Path) -> subprocess.CompletedProcess:
+        result = warm.run(args, cwd=checkout, env=cli.env(), timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
-    sweep()
+    sweep(ROOT)
     (first, (done,)), = sweeps(cli)
     with (copy / "pipeline" / "losses" / "hn_only.py").open("a") as source:
         source.write("\n# an edit: the code is no longer what produced the finished run\n")
-    second = sweep()
+    second = sweep(copy)
     assert "already FINISHED" not in second.stdout + second.stderr
     (latest, (rerun,)), _ = sweeps(cli)
     assert rerun.info.run_id != done.info.run_id and rerun.info.status == "FINISHED"

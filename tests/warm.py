@@ -44,6 +44,8 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "TORCH", "PYTORCH", "OMP_",
                    "MKL_", "OPENBLAS", "CUDA", "MLFLOW_DISABLE_TELEMETRY", "PYTHONPATH", "PYTHONHASHSEED",
                    "SENTENCE_TRANSFORMERS")
+# ... but for these, which the libraries read when they are used (huggingface_hub's get_token).
+CALL_TIME_ENV = ("HF_TOKEN",)
 
 
 # ---------------------------------------------------------------- server
@@ -184,7 +186,7 @@ def _warm_enough(argv: list[str], cwd, env: dict[str, str]) -> bool:
         return False
     started = _server.get("env", os.environ)
     changed = {key for key in env.keys() | started.keys() if env.get(key) != started.get(key)}
-    return not any(key.startswith(IMPORT_TIME_ENV) for key in changed)
+    return not any(key.startswith(IMPORT_TIME_ENV) and key not in CALL_TIME_ENV for key in changed)
 
 
 class Process:
