@@ -135,8 +135,9 @@ class Cli:
         """(exit code, output) of `python -m pipeline -m ...` sent `signum` once its sweep.json
         exists (the store and the parent run do) and `ready(self)` holds, then `settle_s` later."""
         args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={self.cache}", *overrides]
-        with open(self.root / "sweep.log", "w") as log:
-            proc = subprocess.Popen(args, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        with open(self.root / "sweep.log", "w") as log, open(os.devnull) as null:
+            proc = warm.start(args, cwd=ROOT, env=self.env(), stdin=null.fileno(), stdout=log.fileno(),
+                              stderr=log.fileno())
         try:
             deadline = time.monotonic() + 300
             while not (any(self.root.glob("outputs/multirun/*/*/sweep.json")) and ready(self)):

@@ -125,10 +125,7 @@ def test_sigkill_during_training_keeps_earlier_runs_intact(cli, tmp_path):
 
 
 def test_sigkill_of_a_sweep_leaves_parent_and_child_that_the_report_ends_killed(cli, tmp_path):
-    args = [sys.executable, "-m", "pipeline", "-m", *FAST, f"paths.cache_dir={cli.cache}", "k=1",
-            "train.max_steps=100000"]
-    proc = subprocess.Popen(args, cwd=ROOT, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = _start(cli, ["-m", *FAST, f"paths.cache_dir={cli.cache}", "k=1", "train.max_steps=100000"])
     # sweep.json appears once the store exists and the parent run is in it; then wait for the child.
     _wait_for(lambda: any(cli.root.glob("outputs/multirun/*/*/sweep.json")) and len(cli.all_runs()) == 2, proc)
     time.sleep(2)
