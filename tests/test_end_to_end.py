@@ -2,13 +2,13 @@
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-import warm
 from helpers import ROOT, write_jsonl
 
 STAGE_TIMES = ["time/split_s", "time/mine_s", "time/train_s", "time/eval_s", "time/total_s"]
@@ -100,9 +100,9 @@ def test_files_source_with_column_mapping(cli, tmp_path):
 
 
 def test_runs_started_in_the_same_second_get_their_own_run_dirs(cli):
-    with open(os.devnull, "w") as null:
-        procs = [warm.start([sys.executable, "-m", "pipeline", "k=-1"], cwd=ROOT, env=cli.env(),
-                            stdin=null.fileno(), stdout=null.fileno(), stderr=null.fileno()) for _ in range(2)]
+    # Fresh interpreters, as two users' commands are (warm children share their server's suffix).
+    procs = [subprocess.Popen([sys.executable, "-m", "pipeline", "k=-1"], cwd=ROOT, env=cli.env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     assert [proc.wait(timeout=120) for proc in procs] == [2, 2]
     dirs = list(cli.root.glob("outputs/runs/*/*"))
     assert len(dirs) == 2 and all((d / ".hydra" / "config.yaml").is_file() for d in dirs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 
@@ -14,14 +13,7 @@ OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
 OmegaConf.register_new_resolver("root", lambda: os.environ.get("HNPIPE_ROOT", "").strip() or os.getcwd(),
                                 replace=True)
 
-
-
-@functools.cache
-def _run_suffix(pid: int) -> str:
-    """Makes run and sweep directories unique: two runs started in the same second never share one.
-    Fixed for the life of the process, so every place that resolves it agrees; drawn per process
-    id, so a process forked from one that has imported this module draws its own."""
-    return secrets.token_hex(3)
-
-
-OmegaConf.register_new_resolver("run_suffix", lambda: _run_suffix(os.getpid()), replace=True)
+# Makes run and sweep directories unique: two runs started in the same second never share one.
+# Fixed for the life of the process, so every place that resolves it agrees.
+_RUN_SUFFIX = secrets.token_hex(3)
+OmegaConf.register_new_resolver("run_suffix", lambda: _RUN_SUFFIX, replace=True)
