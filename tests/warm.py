@@ -5,13 +5,14 @@ argv, environment, working directory and standard streams, and exits with the co
 
 What runs is the real command, nothing is stubbed. What differs from a fresh interpreter: the
 preloaded libraries read their import-time environment once, so a command whose environment
-changes such a variable (HF_*, TORCH*, OMP_*, ...) runs in a fresh interpreter instead; and the
-server harvests the default data's docstrings once (18 s; a process caches its harvest), so a
-child finds that harvest done, as a second harvest in one process would, and the pipeline
-modules that harvest needs imported from this checkout (a command run in another copy of the
-code gets a fresh interpreter). Like any in-process test, the server does not see code edited
-after it started: edit, then start the tests. HNPIPE_TEST_FRESH=1
-runs every command in a fresh interpreter.
+changes such a variable (HF_* but HF_TOKEN, TORCH*, OMP_*, ...) runs in a fresh interpreter
+instead; what the server drew at import, children share (the run-dir suffix ${run_suffix:}: a
+test of two commands' own draws starts fresh interpreters); and the server harvests the default
+data's docstrings once (18 s; a process caches its harvest), so a child finds that harvest done,
+as a second harvest in one process would, and the pipeline modules that harvest needs imported
+from this checkout (a command run in another copy of the code gets a fresh interpreter). Like
+any in-process test, the server does not see code edited after it started: edit, then start the
+tests. HNPIPE_TEST_FRESH=1 runs every command in a fresh interpreter.
 
     python tests/warm.py SOCKET     the server (started by `run` on first use)
 """
