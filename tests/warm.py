@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import json
 import os
 import select
@@ -58,6 +59,7 @@ def _serve(path: str) -> dict | None:
     for name in PRELOAD:
         importlib.import_module(name)
     _harvest_default_data()
+    gc.freeze()  # as a job does after its imports (pipeline.app): children's collections skip them
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
