@@ -45,7 +45,7 @@ sweep: install
 	$(PY) -m pipeline -m +experiment=sweep_k_quick
 	$(PY) -m pipeline.report
 
-# The fast tier, in 2-3 minutes on 2 cores (2 min 8 s and 3 min 3 s on two runs, 2026-12-03): lint, a type
+# The fast tier, in 2-3.5 minutes on 2 cores (2 min 8 s to 3 min 31 s on three runs, 2026-12-03): lint, a type
 # check of pipeline/, the packages' layers and the in-process tests (`make test` runs every test, the
 # command-line and multi-process ones too).
 .PHONY: check
