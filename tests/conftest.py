@@ -91,9 +91,9 @@ def piped_run(tmp_path_factory, shared_cache):
 
 
 def pytest_collection_finish(session) -> None:
-    """Freeze what collecting imported (torch, sentence-transformers, MLflow: ~700k objects that
-    live as long as the worker), as a job does (pipeline.app): every in-process training's full
-    collection (accelerate's free_memory) then skips them, 0.6-0.8 s each on 2 cores."""
+    """Freeze what collecting imported (torch, sentence-transformers, MLflow: about 675k objects
+    in a job, pipeline.app, which freezes them too; they live as long as the worker): every
+    in-process training's full collection (accelerate's free_memory) then skips them."""
     import gc
 
     gc.freeze()
