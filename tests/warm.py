@@ -10,7 +10,9 @@ instead; what the server drew at import, children share (the run-dir suffix ${ru
 test of two commands' own draws starts fresh interpreters); and the server harvests the default
 data's docstrings once (18 s; a process caches its harvest), so a child finds that harvest done,
 as a second harvest in one process would, and the pipeline modules that harvest needs imported
-from this checkout (a command run in another copy of the code gets a fresh interpreter). Like
+from this checkout (a command run in another copy of the code gets a fresh interpreter). A
+child's own `subprocess.run` of such a command (a benchmark's pipeline runs, a sweep's report),
+with its streams inherited or captured, is a warm child too, leading its own process group. Like
 any in-process test, the server does not see code edited after it started: edit, then start the
 tests. HNPIPE_TEST_FRESH=1 runs every command in a fresh interpreter.
 
@@ -56,6 +58,8 @@ def _serve(path: str) -> dict | None:
     """Accepts commands until the test worker goes; returns, in each forked child, its command."""
     import importlib
 
+    _server.update(path=path, env=dict(os.environ))  # a child's own commands come back here (the
+    # environment as the test worker started it, before the libraries add their own variables)
     for name in PRELOAD:
         importlib.import_module(name)
     _harvest_default_data()
@@ -121,6 +125,7 @@ def _harvest_default_data() -> None:
 
 def _become(command: dict) -> None:
     """In the forked child: take the command's process state, then run it as `python` would."""
+    subprocess.run = _run_warm_where_it_can  # type: ignore[assignment]
     os.setsid()  # signal dispositions are the server's, which are a fresh python's
     os.chdir(command["cwd"])
     os.environ.clear()
@@ -255,6 +260,32 @@ def run(argv: list[str], *, cwd, env: dict[str, str] | None = None, timeout: flo
     if text:
         return subprocess.CompletedProcess(argv, returncode, *(b.decode(errors="replace") for b in captured))
     return subprocess.CompletedProcess(argv, returncode, *captured)
+
+
+_fresh_run = subprocess.run
+
+
+def _run_warm_where_it_can(args, *popenargs, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run in a child: `run` where the streams are inherited or captured and the
+    command can be warm, else subprocess.run itself."""
+    cwd, env = kwargs.get("cwd") or os.getcwd(), dict(kwargs.get("env") or os.environ)
+    if (popenargs or set(kwargs) - {"cwd", "env", "capture_output", "text", "timeout", "check"}
+            or not isinstance(args, list) or not _warm_enough([str(a) for a in args], cwd, env)):
+        return _fresh_run(args, *popenargs, **kwargs)
+    args = [str(a) for a in args]
+    if kwargs.get("capture_output"):
+        done = run(args, cwd=cwd, env=env, timeout=kwargs.get("timeout"), text=bool(kwargs.get("text")))
+    else:
+        proc = Process(args, cwd, env, [0, 1, 2])
+        try:
+            done = subprocess.CompletedProcess(args, proc.wait(kwargs.get("timeout")))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    if kwargs.get("check"):
+        done.check_returncode()
+    return done
 
 
 def _exit_as_python_would(run) -> None:
