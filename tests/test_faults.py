@@ -7,6 +7,7 @@ import contextlib
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -244,14 +245,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_credentials_in_a_server_uri_work_and_no_secret_reaches_the_server_or_the_outputs(cli, tmp_path):
+def test_credentials_in_a_server_uri_work_and_no_secret_reaches_the_server_or_the_outputs(cli, tmp_path, empty_store):
     server_dir, port = tmp_path / "server", _free_port()
     server_dir.mkdir()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-                               str(port), "--workers", "1", "--backend-store-uri",
-                               f"sqlite:///{server_dir}/store.db", "--artifacts-destination",
-                               str(server_dir / "artifacts")], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    shutil.copyfile(empty_store, server_dir / "store.db")
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
+               "1", "--backend-store-uri", f"sqlite:///{server_dir}/store.db", "--artifacts-destination",
+               str(server_dir / "artifacts")]
+    # No server-side jobs (a job runner and seven consumer processes): nothing here submits one.
+    with open(os.devnull, "r+") as null:
+        server = warm.start(command, cwd=ROOT, env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                            stdin=null.fileno(), stdout=null.fileno(), stderr=null.fileno())
     try:
         deadline = time.monotonic() + 180
         while not _answers(port):
