@@ -45,7 +45,7 @@ sweep: install
 	$(PY) -m pipeline -m +experiment=sweep_k_quick
 	$(PY) -m pipeline.report
 
-# The fast tier, in 2-3.5 minutes on 2 cores (2 min 8 s to 3 min 31 s on three runs, 2026-12-03): lint, a type
+# The fast tier, in 1.5-3.5 minutes on 2 cores (1 min 30 s on 2026-12-04, 3 min 31 s on a slower day): lint, a type
 # check of pipeline/, the packages' layers and the in-process tests (`make test` runs every test, the
 # command-line and multi-process ones too).
 .PHONY: check

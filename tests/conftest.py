@@ -3,7 +3,7 @@ and one finished run that the tests of its terminal output and of what MLflow ke
 
 A test that runs the command line (it takes one of SLOW_FIXTURES) is marked `slow`, as are the
 modules and tests marked so by hand (other processes, a transformer trained): `make check` runs
-the rest, in-process (with ruff and mypy, 2-3.5 minutes on 2 cores, 2026-12-03); `make test` runs everything."""
+the rest, in-process (with ruff and mypy, 1.5-3.5 minutes on 2 cores, 2026-12-03/04); `make test` runs everything."""
 
 from __future__ import annotations
 
