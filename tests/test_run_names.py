@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import compose
-from pipeline.report.answer import slug
+from pipeline.report.answer import slug, slugs
 from pipeline.tracking.describe import description, run_name, sweep_name
 
 
@@ -50,8 +50,15 @@ def test_a_sweep_is_named_after_its_preset_or_what_it_sweeps():
 def test_each_report_row_has_a_metric_name_mlflow_takes():
     assert slug({"k": 8, "loss": "mnrl", "config": ""}) == "k8_mnrl"
     assert slug({"k": 8, "loss": "mnrl", "config": "loss.bank_mining=online loss.negatives=bank train.budget=640.0"}) \
-        == "k8_mnrl_bank_mining-online_negatives-bank_budget-640.0"
+        == "k8_mnrl_bank_mining-online_negatives-bank_budget-640"
     assert slug({"k": 8, "loss": "mnrl", "config": "data.include=['de', 'fr'] seed=1"}) == \
         "k8_mnrl_include-_de_fr_seed-1"
     long = slug({"k": 8, "loss": "mnrl", "config": " ".join(f"train.key{i}=value{i}" for i in range(40))})
     assert len(long) == 120
+
+
+def test_a_rows_float_is_as_short_in_its_metric_names_as_in_run_names_unless_two_rows_would_share_them():
+    rows = [{"k": 4, "loss": "mnrl", "config": f"train.learning_rate={lr}"} for lr in (0.028169383631645055, 1e-05)]
+    assert list(slugs(rows).values()) == ["k4_mnrl_learning_rate-0.0282", "k4_mnrl_learning_rate-1e-05"]
+    close = [{"k": 4, "loss": "mnrl", "config": f"train.learning_rate={lr}"} for lr in (0.02817, 0.028169)]
+    assert list(slugs(close).values()) == ["k4_mnrl_learning_rate-0.02817", "k4_mnrl_learning_rate-0.028169"]

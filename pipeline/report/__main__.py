@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         tags |= {f"report/at_budget/{answer.budget:g}": text for answer, text in zip(answers, answer_lines)}
         if answers:
             tags["report/smallest_budget"] = answer_lines[-1]
-        tags |= answer.tags(line, comparison, markdown)
+        tags |= answer.tags(line, comparison, markdown, rows)
         queries.log_report(client, parent, [out / file for file in files], tags, answer.metrics(rows))
     print(markdown)
     print(f"saved {out}/{', '.join(files)}"

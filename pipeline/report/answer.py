@@ -16,16 +16,31 @@ _SLUG_MAX = 120  # leaves room under MLflow's 250 characters of a metric name
 _CUT = "\n\n… (cut here: the whole report is the artifact report/report.md)\n"
 
 
-def slug(row: dict) -> str:
+def slug(row: dict, digits: int | None = 3) -> str:
     """A row as a metric-name segment: `k8_mnrl`, with what sets it apart from the other rows
-    (e.g. `k8_mnrl_negatives-bank`); only characters MLflow allows in a metric name."""
-    config = [f"{key.rpartition('.')[2]}-{value}" for key, _, value in
+    (e.g. `k8_mnrl_negatives-bank_learning_rate-0.0282`: a float to `digits` significant digits,
+    as the runs' names show it); only characters MLflow allows in a metric name."""
+    config = [f"{key.rpartition('.')[2]}-{_short(value, digits)}" for key, _, value in
               (part.partition("=") for part in re.split(r" (?=[\w.]+=)", row["config"]) if part)]
     name = "_".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip("_") for part in
                     [f"k{row['k']}", row["loss"], *config])
     if len(name) <= _SLUG_MAX:
         return name
     return f"{name[:_SLUG_MAX - 9]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _short(value: str, digits: int | None) -> str:
+    if digits is None or not re.fullmatch(r"-?\d*\.\d+(e-?\d+)?|-?\d+e-?\d+", value):
+        return value
+    return f"{float(value):.{digits}g}"
+
+
+def slugs(rows: list[dict]) -> dict[int, str]:
+    """Each row's slug by id(row): floats shortened, unless that makes two rows' slugs the same."""
+    short = [slug(row) for row in rows]
+    if len(set(short)) < len(short):
+        short = [slug(row, None) for row in rows]
+    return {id(row): name for row, name in zip(rows, short, strict=True)}
 
 
 def _figures(row: dict) -> dict[str, float | None]:
@@ -42,13 +57,14 @@ def _figures(row: dict) -> dict[str, float | None]:
 
 def metrics(rows: list[dict]) -> dict[str, float]:
     """answer/<row slug>/<figure> for every row; figures a row lacks (no interval, nan) left out."""
-    return {f"answer/{slug(row)}/{name}": float(value) for row in rows for name, value in _figures(row).items()
+    names = slugs(rows)
+    return {f"answer/{names[id(row)]}/{name}": float(value) for row in rows for name, value in _figures(row).items()
             if value is not None and not math.isnan(value)}
 
 
-def tags(recommendation: str, comparison: Comparison, markdown: str) -> dict[str, str]:
+def tags(recommendation: str, comparison: Comparison, markdown: str, rows: list[dict]) -> dict[str, str]:
     """The recommendation (the sentence, and its row's slug) and the table as the run's description."""
     chosen = comparison.recommended
     note = markdown if len(markdown) <= _NOTE_MAX else markdown[:_NOTE_MAX - len(_CUT)] + _CUT
-    return {"answer/recommended": recommendation, "answer/recommended_row": slug(chosen) if chosen else "n/a",
-            NOTE: note}
+    row = slugs(rows)[id(chosen)] if chosen else "n/a"
+    return {"answer/recommended": recommendation, "answer/recommended_row": row, NOTE: note}
