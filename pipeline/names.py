@@ -16,7 +16,6 @@ SWEEP_KEYS = "sweep/swept_keys"  # on a child: the keys its sweep varies (space-
 REUSED = "reused/"  # + job number, on a parent run: the FINISHED run a resumed job reused
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: makes a run a nested child in the UI
 NOTE = "mlflow.note.content"  # MLflow's own: the run's description in the UI
-EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: "finetuning" opens the UI's model-training view, not GenAI's
 CONFIG_HASH = "config_hash"
 ERROR = "error"
 REAPED = "reaped_by"  # on a run found orphaned and ended KILLED: which run or report found it, when

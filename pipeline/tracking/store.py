@@ -14,7 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import faults, redact
 from pipeline.errors import PipelineError
-from pipeline.names import EXPERIMENT_KIND
 from pipeline.tracking_uri import sqlite_path
 
 log = logging.getLogger(__name__)
@@ -119,8 +118,7 @@ def find_experiment(mlflow_client, tracking_uri: str, name: str):
 
 def experiment_id(mlflow_client, cfg: DictConfig) -> str:
     """The id of experiment cfg.experiment_name, created on first use (artifacts under outputs/
-    for sqlite stores; kind "finetuning", so the UI opens it in its model-training view). A store
-    that cannot be opened is reported and left as it is."""
+    for sqlite stores). A store that cannot be opened is reported and left as it is."""
     from mlflow.exceptions import MlflowException
 
     experiment = find_experiment(mlflow_client, cfg.tracking_uri, cfg.experiment_name)
@@ -131,7 +129,6 @@ def experiment_id(mlflow_client, cfg: DictConfig) -> str:
         if cfg.tracking_uri.startswith("sqlite:"):
             location = Path(cfg.artifact_root, cfg.experiment_name).as_uri()
         try:
-            return mlflow_client.create_experiment(cfg.experiment_name, artifact_location=location,
-                                                   tags={EXPERIMENT_KIND: "finetuning"})
+            return mlflow_client.create_experiment(cfg.experiment_name, artifact_location=location)
         except MlflowException:  # created meanwhile by a process that holds no lock (another host)
             return mlflow_client.get_experiment_by_name(cfg.experiment_name).experiment_id
