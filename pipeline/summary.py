@@ -53,10 +53,12 @@ def _metric_rows(result: RunResult) -> list[str]:
 
 
 def how_to_open(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The command (or address) that shows the run in the MLflow UI; no credentials."""
+    """The command (or address) that shows the run in the MLflow UI, in its model-training view (MLflow
+    3's UI opens in its GenAI view unless the address says otherwise); no credentials."""
+    run_page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
     if tracking_uri.startswith(("http://", "https://")):
-        return f"{redact.uri(tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    page = f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{redact.uri(tracking_uri).rstrip('/')}/{run_page}"
+    page = f"http://127.0.0.1:5000/{run_page}"
     store = sqlite_path(tracking_uri)
     if store is not None and store.resolve() == PROJECT / "outputs" / "mlflow.db":
         return f"make ui, then {page}"

@@ -88,7 +88,7 @@ def test_the_way_to_open_a_run_never_shows_a_password():
     assert how_to_open("sqlite:////elsewhere/mlflow.db", "1", "abc").startswith(
         "mlflow ui --backend-store-uri sqlite:////elsewhere/mlflow.db")
     server = how_to_open("http://me:hunter2@host:5000/", "3", "abc")
-    assert server == "http://me:***@host:5000/#/experiments/3/runs/abc"
+    assert server == "http://me:***@host:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
 
 
 _SIGTERM_IN_A_CALLBACK = """
