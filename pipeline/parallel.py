@@ -115,11 +115,16 @@ def init(device: str) -> None:
     signals.on_interrupt(_stopped_for_a_lost_peer)
 
 
-def _stopped_for_a_lost_peer() -> None:
+def _stopped_for_a_lost_peer() -> bool:
     """A launcher stops the other processes (torchrun: SIGTERM) as soon as one dies, often before
-    their next collective fails: that stop is the lost peer's PeerLost, not an interruption."""
+    their next collective fails: that stop is the lost peer's PeerLost, not an interruption; and
+    where this process is stopping for a PeerLost already, the signal adds nothing (raised in the
+    ending of the run, it left the run RUNNING; at exit, a traceback)."""
+    if _stopping:
+        return True
     if lost_peers():
         raise PeerLost(peer_message("this run went on"))
+    return False
 
 
 def backend() -> str:
@@ -197,7 +202,15 @@ def check_launch(device: str) -> None:
 
 
 class PeerLost(PipelineError):
-    """Another process of this run stopped: the run cannot go on."""
+    """Another process of this run stopped: the run cannot go on (the first one made is the one
+    this process stops for)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        _stopping.append(self)
+
+
+_stopping: list[PeerLost] = []
 
 
 def lost_peers() -> list[int]:
@@ -213,9 +226,18 @@ def lost_peers() -> list[int]:
     return gone
 
 
+def _lost_peers_settled(wait_s: float = 2.0) -> list[int]:
+    """lost_peers(), given a moment: a killed process's sockets close, failing the collective,
+    before its pid is gone."""
+    deadline = time.monotonic() + wait_s
+    while not (gone := lost_peers()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return gone
+
+
 def peer_message(doing: str, detail: str = "") -> str:
     """What to tell the user when a collective failed because another process stopped."""
-    gone = lost_peers()
+    gone = _lost_peers_settled()
     who = f"process {', '.join(map(str, gone))} of {world_size()}" if gone else "another process of this run"
     log_hint = "; its own log, pipeline.rank<N>.log in the run dir, says why" if gone != [0] else ""
     why = f" ({detail})" if detail else ""

@@ -131,6 +131,50 @@ def test_a_sigterm_dropped_inside_a_weakref_callback_stops_the_next_progress_upd
     assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
 
 
+_SIGTERM_WITH_A_RAISING_HOOK = """
+import os, signal
+from pipeline import signals
+
+def lost_peer():
+    print("hook ran", flush=True)
+    raise RuntimeError("a lost peer")  # what pipeline.parallel's hook raises after torchrun's SIGTERM
+
+signals.raise_keyboard_interrupt_on_sigterm()
+signals.on_interrupt(lost_peer)
+with signals.BLOCK():
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(200_000):  # the handler runs here
+        pass
+    print("the block ran to its end", flush=True)
+try:
+    signals.raise_if_interrupted()
+except KeyboardInterrupt as exc:
+    print("stopped after it:", exc, flush=True)
+"""
+
+
+def test_a_sigterm_while_a_failed_run_ends_runs_the_hooks_and_does_not_cut_the_ending_short():
+    """torchrun's SIGTERM comes right after the PeerLost of a lost process: raised inside the
+    ending of the run (pipeline.tracking.recorder), it had left the run RUNNING. Inside a store
+    write (deferred) the hook's stop waits for the block's end, as a KeyboardInterrupt does."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    for block, hook_ends, after in (("ending", 'raise RuntimeError("a lost peer")', ["stopped after it: signal 15"]),
+                                    ("deferred", 'raise RuntimeError("a lost peer")', []),
+                                    ("deferred", "return True", [])):  # already stopping: nothing raised
+        script = _SIGTERM_WITH_A_RAISING_HOOK.replace("BLOCK", block).replace('raise RuntimeError("a lost peer")',
+                                                                             hook_ends)
+        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.stdout.splitlines() == ["hook ran", "the block ran to its end", *after], result.stderr
+        if block == "deferred" and hook_ends.startswith("raise"):  # the hook's own error, at the block's end
+            assert "RuntimeError: a lost peer" in result.stderr and result.returncode == 1
+        else:
+            assert "Traceback" not in result.stderr and result.returncode == 0
+
+
 _SIGTERM_IN_A_STORE_WRITE = """
 import os, signal
 from pipeline import signals

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from pipeline import redact
 from pipeline.names import ERROR, MODEL_URI, NOTE, SWEEP_KEYS
 from pipeline.result import RunResult
-from pipeline.signals import deferred
+from pipeline.signals import deferred, ending
 from pipeline.tracking import data_inputs, describe, model_log, reaper, store
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,13 @@ def _end(status: str, error: str, log_file: Path | None, exc: BaseException, run
 
     run_id = mlflow.active_run().info.run_id
     try:
-        try:
-            mlflow.set_tag(ERROR, redact.text(error)[:5000])
-            with contextlib.suppress(Exception):  # the log file helps; ending the run matters
-                _log_file(log_file)
-        finally:  # even when the store refuses: no longer this process's active run, so the next job starts
-            mlflow.end_run(status)
+        with ending():  # a signal now (torchrun's, after a lost process) would leave the run RUNNING
+            try:
+                mlflow.set_tag(ERROR, redact.text(error)[:5000])
+                with contextlib.suppress(Exception):  # the log file helps; ending the run matters
+                    _log_file(log_file)
+            finally:  # even when the store refuses: no longer this process's active run, so the next job starts
+                mlflow.end_run(status)
     except Exception as failed:  # the original error matters more than this one
         with contextlib.suppress(OSError):
             (run_dir / reaper.CAUSE_FILE).write_text(json.dumps({"status": status, "error": redact.text(error)}))
