@@ -41,13 +41,14 @@ _ending: list[bool] = []  # one entry per open ending() block
 def _interrupt(signum, frame) -> None:
     if _received:
         return  # already stopping; the checkpoints raise it again
+    _received.append(signum)  # first: a signal while the hooks run (a sweep's waits) raises nothing
     stop: BaseException = KeyboardInterrupt(f"signal {signum}")
     try:
         if any([hook() for hook in _hooks]):
-            return  # a hook says this process is stopping already, for its own error
+            _received.clear()  # a hook says this process is stopping already, for its own error:
+            return  # no checkpoint raises this signal again
     except BaseException as raised:  # a hook's own stop (pipeline.parallel's PeerLost)
         stop = raised
-    _received.append(signum)
     _raised.append(stop)
     if _ending:
         return
