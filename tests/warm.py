@@ -242,18 +242,24 @@ def start(argv: list[str], *, cwd, env: dict[str, str], stdin: int, stdout: int,
                             start_new_session=True)
 
 
+def _waited(proc: Process | subprocess.Popen, timeout: float | None) -> int:
+    """The command's exit code; past `timeout` it is killed, with what it started, and
+    subprocess.TimeoutExpired raised, as subprocess.run does."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 def run(argv: list[str], *, cwd, env: dict[str, str] | None = None, timeout: float | None = None,
         text: bool = True) -> subprocess.CompletedProcess:
     """subprocess.run(argv, capture_output=True, ...) through `start`."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull) as null:
         proc = start(argv, cwd=cwd, env=dict(os.environ if env is None else env), stdin=null.fileno(),
                      stdout=out.fileno(), stderr=err.fileno())
-        try:
-            returncode = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        returncode = _waited(proc, timeout)
         out.seek(0)
         err.seek(0)
         captured = [out.read(), err.read()]
@@ -276,13 +282,7 @@ def _run_warm_where_it_can(args, *popenargs, **kwargs) -> subprocess.CompletedPr
     if kwargs.get("capture_output"):
         done = run(args, cwd=cwd, env=env, timeout=kwargs.get("timeout"), text=bool(kwargs.get("text")))
     else:
-        proc = Process(args, cwd, env, [0, 1, 2])
-        try:
-            done = subprocess.CompletedProcess(args, proc.wait(kwargs.get("timeout")))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        done = subprocess.CompletedProcess(args, _waited(Process(args, cwd, env, [0, 1, 2]), kwargs.get("timeout")))
     if kwargs.get("check"):
         done.check_returncode()
     return done
